@@ -1,0 +1,164 @@
+# cantor — build, test, demo.  `make help` lists the targets.
+#
+# Variables: CUDA=1 (build the CUDA backend with nvcc), SAN=1 (AddressSanitizer + UBSan;
+# `make test-asan` sets it), CC, OPT.
+
+CC      ?= gcc
+OPT     ?= -O2
+VERSION := 0.1.0
+PYTHON  ?= /usr/bin/python3
+
+# ---- probes: say what was found (the CPU build always works) -------------------------------
+PKGCONFIG := $(shell command -v pkg-config 2>/dev/null)
+HAVE_OPENBLAS := $(shell pkg-config --exists openblas 2>/dev/null && echo 1)
+HAVE_CHECK    := $(shell pkg-config --exists check 2>/dev/null && echo 1)
+NVCC          ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_HOME     ?= /usr/local/cuda
+
+ifeq ($(HAVE_OPENBLAS),1)
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas)
+BLAS_LIBS   := $(shell pkg-config --libs openblas)
+endif
+ifeq ($(HAVE_CHECK),1)
+CHECK_CFLAGS := $(shell pkg-config --cflags check)
+CHECK_LIBS   := $(shell pkg-config --libs check)
+endif
+
+ifeq ($(SAN),1)
+VARIANT  := asan
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT      := -O1
+else
+VARIANT  := release
+SANFLAGS :=
+endif
+ifeq ($(CUDA),1)
+VARIANT := $(VARIANT)-cuda
+endif
+
+BUILD   ?= build/$(VARIANT)
+CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla \
+           -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS) $(SANFLAGS) \
+           -DCT_VERSION='"$(VERSION)"' -pthread
+LDLIBS  := $(BLAS_LIBS) -lm -pthread
+LDFLAGS := $(SANFLAGS)
+
+ENGINE_SRC := $(wildcard engine/*.c engine/cpu/*.c)
+AUDIO_SRC  := $(wildcard audio/*.c)
+MODELS_SRC := $(wildcard models/*.c)
+CORPORA_SRC:= $(wildcard corpora/*.c)
+APP_SRC    := $(wildcard apps/*.c)
+LIB_SRC    := $(ENGINE_SRC) $(AUDIO_SRC) $(MODELS_SRC) $(CORPORA_SRC)
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+
+ifeq ($(CUDA),1)
+CU_SRC   := $(wildcard engine/cuda/*.cu)
+LIB_OBJ  += $(CU_SRC:%.cu=$(BUILD)/%.o)
+CFLAGS   += -DCT_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+NVFLAGS  := -O2 -std=c++17 -I. -DCT_HAVE_CUDA=1 \
+            -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+endif
+
+LIB      := $(BUILD)/libcantor.a
+CANTOR   := bin/cantor
+TEST_SRC := $(wildcard tests/engine/test_*.c tests/audio/test_*.c tests/models/test_*.c \
+                       tests/corpora/test_*.c tests/apps/test_*.c)
+TEST_SUPPORT := tests/main.c tests/gradcheck.c
+TEST_BIN := $(BUILD)/tests/run_tests
+DEMO_BIN := $(BUILD)/examples/first_network
+
+.PHONY: all probe deps test test-asan demo clean help bench check-cuda fixtures
+
+all: probe $(CANTOR)
+
+probe:
+	@echo "cantor $(VERSION) build ($(VARIANT))"
+	@if [ "$(HAVE_OPENBLAS)" = 1 ]; then echo "  ✓ OpenBLAS found ($(BLAS_LIBS))"; else echo "  ✗ OpenBLAS not found: run 'make deps'"; fi
+	@if [ "$(HAVE_CHECK)" = 1 ]; then echo "  ✓ Check found (unit tests)"; else echo "  ✗ Check not found: 'make test' needs it ('make deps')"; fi
+	@if [ -n "$(NVCC)" ]; then \
+	   if [ "$(CUDA)" = 1 ]; then echo "  ✓ nvcc found: building the CUDA backend"; \
+	   else echo "  ✓ nvcc found ($(NVCC)); the CUDA backend builds with 'make CUDA=1'"; fi; \
+	 else echo "  ✗ nvcc not found, CPU only"; fi
+	@if $(PYTHON) -c 'import torch' 2>/dev/null; then echo "  ✓ PyTorch found (fixtures, benchmarks)"; \
+	 else echo "  ✗ PyTorch not found: golden fixtures are committed; 'make bench' skips PyTorch"; fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+
+$(CANTOR): $(APP_SRC:%.c=$(BUILD)/%.o) $(LIB)
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $(APP_SRC:%.c=$(BUILD)/%.o) $(LIB) $(LDLIBS)
+
+# ---- tests ----------------------------------------------------------------------------------
+# Every tests/<folder>/test_NAME.c defines `Suite *NAME_suite(void)`; the list is generated.
+$(BUILD)/tests/suites.h: $(TEST_SRC) Makefile
+	@mkdir -p $(dir $@)
+	@for f in $(TEST_SRC); do n=$$(basename $$f .c); echo "SUITE($${n#test_})"; done > $@.tmp
+	@mv $@.tmp $@
+
+$(BUILD)/tests/%.o: tests/%.c $(BUILD)/tests/suites.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -Itests -I$(BUILD)/tests -MMD -MP -c $< -o $@
+
+$(TEST_BIN): $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC) $(TEST_SUPPORT)) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+test: $(TEST_BIN)
+	@echo "running the unit tests ($(VARIANT)); the summary line is Check's"
+	cd tests && CK_DEFAULT_TIMEOUT=600 ../$(TEST_BIN)
+
+test-asan:
+	$(MAKE) SAN=1 test
+
+test-valgrind: $(TEST_BIN)
+	cd tests && CK_FORK=no CT_TEST_QUICK=1 valgrind --error-exitcode=1 --leak-check=full \
+	  --suppressions=valgrind.supp ../$(TEST_BIN)
+
+# Regenerates the PyTorch golden fixtures (needs python3-torch; the results are committed).
+fixtures:
+	cd tests && $(PYTHON) gen_fixtures.py
+
+check-cuda:
+	$(MAKE) CUDA=1 all
+
+# ---- demo -----------------------------------------------------------------------------------
+$(DEMO_BIN): apps/examples/first_network.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+demo: $(CANTOR) $(DEMO_BIN)
+	./$(CANTOR) --version
+	./$(DEMO_BIN)
+
+# ---- set-up -----------------------------------------------------------------------------------
+DEB_PACKAGES := build-essential pkg-config libopenblas-dev check valgrind python3-numpy
+deps:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	 if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
+	   $$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	   $$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $(DEB_PACKAGES); \
+	 else echo "deps: all packages already installed ($(DEB_PACKAGES))"; fi
+
+clean:
+	rm -rf build bin
+
+help:
+	@echo "make            build bin/cantor and the engine library (CUDA=1 adds the GPU backend)"
+	@echo "make deps       install the Debian packages (apt-get)"
+	@echo "make test       build and run every Check suite"
+	@echo "make test-asan  the same under AddressSanitizer + UBSan"
+	@echo "make test-valgrind  the suite under valgrind (no fork)"
+	@echo "make demo       the main job (today: the engine's first-network example)"
+	@echo "make fixtures   regenerate PyTorch golden values (python3-torch)"
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,21 @@
+/* engine/cantor.h — the cantor engine's public API in one include.
+ *
+ *   engine/error.h     status codes, error records, CT_SRC
+ *   engine/tensor.h    contexts, scopes (the memory model), tensors, views
+ *   engine/autograd.h  requires_grad, backward, hooks, grad mode
+ *   engine/ops.h       differentiable ops and in-place updates
+ *   engine/rng.h       explicit random generators
+ *   engine/npy.h       .npy / .npz files
+ *   engine/version.h   version and build configuration
+ */
+#ifndef CT_CANTOR_H
+#define CT_CANTOR_H
+
+#include "engine/autograd.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "engine/rng.h"
+#include "engine/tensor.h"
+#include "engine/version.h"
+
+#endif

@@ -1,0 +1,11 @@
+/* engine/cpu/kernels.h — private: the CPU backend's kernel groups. */
+#ifndef CT_CPU_KERNELS_H
+#define CT_CPU_KERNELS_H
+
+#include "engine/kernels_index.h"
+#include "engine/kernels_nn.h"
+
+extern const struct ct_kernels_nn ct_cpu_kernels_nn;        /* engine/cpu/nn.c */
+extern const struct ct_kernels_index ct_cpu_kernels_index;  /* engine/cpu/index.c */
+
+#endif

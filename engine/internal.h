@@ -1,0 +1,184 @@
+/* engine/internal.h — private to engine/: context internals, graph nodes, op definitions
+ * and the per-device kernel table. Nothing outside engine/ (and its tests) includes it.
+ */
+#ifndef CT_INTERNAL_H
+#define CT_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/tensor.h"
+
+/* ---- context --------------------------------------------------------------------------- */
+#define CT_CACHE_BUCKETS 128
+
+typedef struct ct_block { struct ct_block *next; } ct_block;
+
+struct ct_ctx {
+    ct_error last;
+    ct_error_handler handler;
+    void *handler_ud;
+    bool grad_enabled;
+    /* scopes: one array of owned references, and the start index of each open scope */
+    ct_tensor **owned;
+    int64_t n_owned, cap_owned;
+    int64_t *scope_start;
+    int n_scopes, cap_scopes;      /* scope_start[0] = 0 is the base scope */
+    /* iterative release */
+    ct_tensor **free_stack;
+    int64_t n_free_stack, cap_free_stack;
+    bool releasing;
+    /* host allocator cache: freed blocks by power-of-two size class */
+    ct_block *cache[CT_CACHE_BUCKETS];
+    int64_t cache_bytes, cache_limit;
+    uint64_t epoch;                /* backward passes so far */
+    ct_mem_stats stats;
+};
+
+/* ---- graph nodes ------------------------------------------------------------------------ */
+#define CT_NODE_MAX_OUT 4
+#define CT_NODE_MAX_SAVED 4
+
+struct ct_hook {
+    ct_grad_hook_fn fn;
+    void *userdata;
+    struct ct_hook *next;
+};
+
+typedef struct ct_op_def {
+    const char *name;
+    /* Computes gin[i] for the inputs that need it (ct__input_needs_grad), leaving the rest
+     * NULL. Runs with grad mode off, inside a scope; results are kept by the engine. */
+    ct_status (*backward)(ct_node *n, ct_tensor *const *gout, ct_tensor **gin);
+    /* Element-wise broadcasting op: input gradients are summed down to the input's shape. */
+    bool reduce_broadcast;
+} ct_op_def;
+
+struct ct_node {
+    int refcount;
+    ct_ctx *ctx;
+    const ct_op_def *def;
+    ct_src src;
+    int n_in;
+    ct_tensor **in;                /* the inputs, each retained */
+    uint64_t *in_version;
+    int n_saved;
+    ct_tensor *saved[CT_NODE_MAX_SAVED];   /* extra tensors backward needs (retained) */
+    uint64_t saved_version[CT_NODE_MAX_SAVED];
+    double sc[4];                  /* scalar arguments of the op */
+    int64_t iv[2 * CT_MAX_DIMS];   /* integer arguments of the op */
+    int n_out;
+    int out_ndim[CT_NODE_MAX_OUT];
+    int64_t out_shape[CT_NODE_MAX_OUT][CT_MAX_DIMS];
+    ct_dtype out_dtype[CT_NODE_MAX_OUT];
+    ct_hook *out_hooks[CT_NODE_MAX_OUT];
+    /* backward bookkeeping */
+    ct_tensor *gout[CT_NODE_MAX_OUT];
+    bool freed;
+    uint64_t epoch;
+    int64_t deps;
+};
+
+/* ---- per-device kernels -------------------------------------------------------------------
+ * Kernels see tensors that the front end (engine/ops_*.c) has already checked: same device,
+ * right dtypes, and for element-wise kernels inputs already expanded to the output's shape
+ * (stride 0 on broadcast dims). Outputs are freshly allocated and contiguous unless noted. */
+typedef enum ct_binop {
+    CT_BIN_ADD, CT_BIN_SUB, CT_BIN_MUL, CT_BIN_DIV, CT_BIN_POW, CT_BIN_COUNT
+} ct_binop;
+
+typedef enum ct_unop {
+    CT_UN_NEG, CT_UN_EXP, CT_UN_LOG, CT_UN_SQRT, CT_UN_TANH, CT_UN_SIGMOID, CT_UN_RELU,
+    CT_UN_CLAMP,       /* p0 = lo, p1 = hi */
+    CT_UN_ADD_SCALAR,  /* a + p0 */
+    CT_UN_MUL_SCALAR,  /* a * p0 */
+    CT_UN_POW_SCALAR,  /* a ^ p0 */
+    CT_UN_RSUB_SCALAR, /* p0 - a */
+    CT_UN_COUNT
+} ct_unop;
+
+struct ct_backend {
+    const char *name;
+    ct_device_type type;
+    int (*device_count)(void);
+    void *(*alloc)(ct_ctx *ctx, ct_device dev, size_t nbytes);
+    void (*free)(ct_ctx *ctx, ct_device dev, void *p, size_t nbytes);
+    /* raw byte copies between this device and the host */
+    void (*to_host)(void *dst, const void *src, size_t nbytes);
+    void (*from_host)(void *dst, const void *src, size_t nbytes);
+    /* dst = src (same shape and dtype, any strides; dst may be a view) */
+    void (*copy)(ct_tensor *dst, const ct_tensor *src);
+    void (*fill)(ct_tensor *dst, double value);                 /* any strides */
+    void (*binary)(ct_binop op, ct_tensor *out, const ct_tensor *a, const ct_tensor *b);
+    void (*unary)(ct_unop op, ct_tensor *out, const ct_tensor *a, float p0, float p1);
+    /* gin = gout * d op(a) / da, given a and the forward result y */
+    void (*unary_grad)(ct_unop op, ct_tensor *gin, const ct_tensor *gout, const ct_tensor *a,
+                       const ct_tensor *y, float p0, float p1);
+    /* in-place t += alpha * x (x broadcast to t's shape already) */
+    void (*axpy)(ct_tensor *t, float alpha, const ct_tensor *x);
+    /* C = alpha * op(A) op(B) + beta * C, row-major, batched with element strides
+     * (stride 0 broadcasts an operand over the batch) */
+    void (*gemm)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float *a, int64_t lda, int64_t stride_a,
+                 const float *b, int64_t ldb, int64_t stride_b, float beta,
+                 float *c, int64_t ldc, int64_t stride_c, int64_t batch);
+    /* out (keepdim shape: 1 on reduced dims) = sum of a over the reduced dims */
+    void (*sum)(ct_tensor *out, const ct_tensor *a);
+    /* the groups below are filled in by engine/cpu/ *.c; NULL = unsupported on this device */
+    const struct ct_kernels_nn *nn;
+    const struct ct_kernels_index *index;
+};
+
+const ct_backend *ct__backend(ct_device dev);      /* NULL if not compiled in */
+extern const ct_backend ct_cpu_backend;           /* engine/cpu/backend.c (constant table) */
+
+/* ---- helpers for op implementations ----------------------------------------------------- */
+/* The context of the first non-NULL tensor; NULL if any of the n tensors is NULL. */
+ct_ctx *ct__ctx_of(int n, ct_tensor *const *ts);
+/* Records an op error: "<op>: <message> (at file:line)". Returns NULL for `return`. */
+ct_tensor *ct__op_error(ct_ctx *ctx, ct_src src, const char *op, ct_status s,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Checks all n tensors share a context and device (and float32 if want_f32). */
+bool ct__check_same(ct_src src, const char *op, int n, ct_tensor *const *ts, bool want_f32);
+/* Normalises a possibly negative dim for ndim dims; false (and an error) if out of range. */
+bool ct__dim(ct_src src, const char *op, const ct_tensor *t, int dim, int *out);
+void ct__fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n);
+
+/* A new contiguous tensor in the current scope (uninitialised data). */
+ct_tensor *ct__new(ct_ctx *ctx, ct_dtype dt, ct_device dev, int ndim, const int64_t *shape);
+/* A new tensor struct over base's storage with the given layout, in the current scope. */
+ct_tensor *ct__view(ct_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
+                    int64_t offset);
+/* Like ct__view but owned by nobody yet (refcount 1, not in a scope): for node->saved. */
+ct_tensor *ct__alias(ct_tensor *t);
+/* An expanded view of t to shape (numpy rules); NULL + error if not broadcastable. */
+ct_tensor *ct__broadcast_to(ct_src src, const char *op, ct_tensor *t, int ndim,
+                            const int64_t *shape);
+/* Broadcast shape of a and b; false + error if incompatible. */
+bool ct__broadcast_shape(ct_src src, const char *op, const ct_tensor *a, const ct_tensor *b,
+                         int *ndim, int64_t *shape);
+void ct__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
+int64_t ct__prod(int ndim, const int64_t *shape);
+
+/* Whether an op on these inputs records a node (grad mode on and one needs grad). */
+bool ct__needs_grad(ct_ctx *ctx, int n, ct_tensor *const *ins);
+/* Creates a node for outputs outs[0..n_out-1], retaining the inputs and setting the
+ * outputs' grad_fn. Returns the node (owned by the outputs) for the op to fill sc/iv/saved. */
+ct_node *ct__record(ct_src src, const ct_op_def *def, int n_in, ct_tensor *const *ins,
+                    int n_out, ct_tensor *const *outs);
+/* Saves t (an alias, so saving an op's own output makes no cycle) for backward. */
+void ct__save(ct_node *n, ct_tensor *t);
+bool ct__input_needs_grad(const ct_node *n, int i);
+
+/* Storage internals */
+ct_storage *ct__storage_new(ct_ctx *ctx, ct_device dev, size_t nbytes);
+void ct__storage_release(ct_ctx *ctx, ct_storage *s);
+void ct__bump_version(ct_tensor *t);
+void ct__node_release(ct_node *n);
+
+/* Host memory with the context's cache (used by the CPU backend). 64-byte aligned. */
+void *ct__host_alloc(ct_ctx *ctx, size_t nbytes);
+void ct__host_free(ct_ctx *ctx, void *p, size_t nbytes);
+
+#endif
