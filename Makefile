@@ -40,7 +40,7 @@ BUILD   ?= build/$(VARIANT)
 CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla \
            -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS) $(SANFLAGS) \
            -DCT_VERSION='"$(VERSION)"' -pthread
-LDLIBS  := $(BLAS_LIBS) -lm -pthread
+LDLIBS  := $(BLAS_LIBS) -lz -lm -pthread
 LDFLAGS := $(SANFLAGS)
 
 ENGINE_SRC := $(wildcard engine/*.c engine/cpu/*.c)
@@ -141,7 +141,7 @@ demo: $(CANTOR) $(DEMO_BIN)
 	./$(DEMO_BIN)
 
 # ---- set-up -----------------------------------------------------------------------------------
-DEB_PACKAGES := build-essential pkg-config libopenblas-dev check valgrind python3-numpy
+DEB_PACKAGES := build-essential pkg-config libopenblas-dev zlib1g-dev check valgrind python3-numpy
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	 if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
