@@ -126,7 +126,8 @@ test-valgrind: $(TEST_BIN)
 
 # Regenerates the PyTorch golden fixtures (needs python3-torch; the results are committed).
 fixtures:
-	cd tests && $(PYTHON) gen_fixtures.py
+	$(PYTHON) tests/gen_golden.py
+	$(PYTHON) tests/gen_numpy_fixtures.py
 
 check-cuda:
 	$(MAKE) CUDA=1 all

@@ -118,12 +118,28 @@ static bool grow(void **arr, int64_t *cap, int64_t need, size_t elem) {
 }
 
 /* Hands t's first reference to the innermost scope. Returns false when out of memory. */
-bool ct__scope_adopt(ct_ctx *ctx, ct_tensor *t);
 bool ct__scope_adopt(ct_ctx *ctx, ct_tensor *t) {
     if (!grow((void **)&ctx->owned, &ctx->cap_owned, ctx->n_owned + 1, sizeof(ct_tensor *)))
         return false;
     ctx->owned[ctx->n_owned++] = t;
     return true;
+}
+
+ct_tensor *ct__scope_ref(ct_tensor *t) {
+    if (!ct__scope_adopt(t->ctx, t)) {
+        ct_fail(t->ctx, CT_E_NOMEM, "out of memory growing the scope");
+        return NULL;
+    }
+    t->refcount++;
+    return t;
+}
+
+ct_tensor *ct__disown(ct_tensor *t) {
+    ct_ctx *ctx = t->ctx;
+    int64_t start = ctx->scope_start[ctx->n_scopes > 0 ? ctx->n_scopes - 1 : 0];
+    if (ctx->n_owned > start && ctx->owned[ctx->n_owned - 1] == t) ctx->n_owned--;
+    else t->refcount++;           /* not the scope's newest: take a reference instead */
+    return t;
 }
 
 void ct_scope_begin(ct_ctx *ctx) {

@@ -150,6 +150,14 @@ ct_tensor *ct__new(ct_ctx *ctx, ct_dtype dt, ct_device dev, int ndim, const int6
 /* A new tensor struct over base's storage with the given layout, in the current scope. */
 ct_tensor *ct__view(ct_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
                     int64_t offset);
+/* Hands t's first reference to the innermost scope (false when out of memory). */
+bool ct__scope_adopt(ct_ctx *ctx, ct_tensor *t);
+/* A new reference to t owned by the current scope, for ops that return their input as it
+ * is (contiguous of a contiguous tensor, dropout in eval). NULL + error when out of memory. */
+ct_tensor *ct__scope_ref(ct_tensor *t);
+/* Takes t (just made, the current scope's newest) away from the scope: the caller now holds
+ * its only reference (used for tensors owned by modules, optimizers, ...). Returns t. */
+ct_tensor *ct__disown(ct_tensor *t);
 /* Like ct__view but owned by nobody yet (refcount 1, not in a scope): for node->saved. */
 ct_tensor *ct__alias(ct_tensor *t);
 /* An expanded view of t to shape (numpy rules); NULL + error if not broadcastable. */

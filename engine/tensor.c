@@ -6,8 +6,6 @@
 
 #include "engine/internal.h"
 
-bool ct__scope_adopt(ct_ctx *ctx, ct_tensor *t);
-
 size_t ct_dtype_size(ct_dtype d) { return d == CT_I64 ? 8 : 4; }
 const char *ct_dtype_name(ct_dtype d) { return d == CT_I64 ? "int64" : "float32"; }
 

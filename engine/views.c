@@ -210,7 +210,7 @@ static ct_tensor *narrow_impl(ct_src src, const ct_op_def *def, ct_tensor *t, in
                             (long long)start, (long long)(start + len), dim, (long long)size,
                             ct_shape_str(t, s, sizeof s));
     }
-    int64_t ns[CT_MAX_DIMS], nst[CT_MAX_DIMS];
+    int64_t ns[CT_MAX_DIMS] = {0}, nst[CT_MAX_DIMS] = {0};
     int nd = 0;
     for (int i = 0; i < t->ndim; i++) {
         if (i == d && drop) continue;
@@ -301,11 +301,7 @@ static ct_tensor *copy_of(ct_src src, const ct_op_def *def, ct_tensor *t) {
 ct_tensor *ct_contiguous_at(ct_src src, ct_tensor *t) {
     if (!t) return NULL;
     if (ct_is_contiguous(t)) {
-        /* the same tensor, with one more reference for the current scope */
-        ct_tensor *keep = ct_retain(t);
-        extern bool ct__scope_adopt(ct_ctx *, ct_tensor *);
-        if (!ct__scope_adopt(t->ctx, keep)) { ct_release(keep); return NULL; }
-        return keep;
+        return ct__scope_ref(t);   /* the same tensor, one more reference for the scope */
     }
     return copy_of(src, &contiguous_def, t);
 }

@@ -108,7 +108,8 @@ void tu_assert_close_impl(const char *file, int line, const ct_tensor *a, const 
     float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
     ct_copy_to_host(a, v, sizeof(float) * (size_t)n);
     for (int64_t i = 0; i < n; i++) {
-        ck_assert_msg(fabs((double)v[i] - want[i]) <= atol + rtol * fabs((double)want[i]),
+        ck_assert_msg((double)v[i] == (double)want[i] ||
+                          fabs((double)v[i] - want[i]) <= atol + rtol * fabs((double)want[i]),
                       "%s:%d: element %lld is %.7g, expected %.7g", file, line, (long long)i,
                       (double)v[i], (double)want[i]);
     }

@@ -1,0 +1,264 @@
+/* engine/module.c — the module tree, hierarchical parameter names, the flat parameter block. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+#include "engine/nn.h"
+
+ct_module *ct_module_new(ct_ctx *ctx, const char *kind, size_t impl_size) {
+    ct_module *m = calloc(1, sizeof *m);
+    if (!m) goto nomem;
+    m->kind = kind;
+    m->ctx = ctx;
+    m->name = strdup("");
+    m->training = true;
+    if (impl_size > 0) m->impl = calloc(1, impl_size);
+    if (!m->name || (impl_size > 0 && !m->impl)) {
+        free(m->name);
+        free(m->impl);
+        free(m);
+        goto nomem;
+    }
+    return m;
+nomem:
+    ct_fail(ctx, CT_E_NOMEM, "module_new(%s): out of memory", kind);
+    return NULL;
+}
+
+static void unflatten(ct_module *root) {
+    ct_release(root->flat_params);
+    ct_release(root->flat_grads);
+    root->flat_params = root->flat_grads = NULL;
+}
+
+void ct_module_free(ct_module *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_children; i++) ct_module_free(m->children[i]);
+    for (int i = 0; i < m->n_params; i++) {
+        ct_release(m->params[i]);
+        free(m->param_names[i]);
+    }
+    unflatten(m);
+    if (m->free_impl) m->free_impl(m->impl);
+    else free(m->impl);
+    free(m->children);
+    free(m->params);
+    free(m->param_names);
+    free(m->name);
+    free(m);
+}
+
+ct_module *ct_module_root(ct_module *m) {
+    while (m && m->parent) m = m->parent;
+    return m;
+}
+
+static bool valid_name(const char *name) {
+    if (!name || !*name) return false;
+    for (const char *p = name; *p; p++)
+        if (*p == '.' || *p == ' ') return false;
+    return true;
+}
+
+ct_status ct_module_add_child(ct_module *parent, const char *name, ct_module *child) {
+    if (!parent || !child) return CT_E_NULL;
+    if (!valid_name(name))
+        return ct_fail(parent->ctx, CT_E_ARG, "module_add_child: name '%s' must be non-empty "
+                       "without '.' or spaces", name ? name : "(null)");
+    if (child->parent)
+        return ct_fail(parent->ctx, CT_E_STATE, "module_add_child: the %s module is already "
+                       "the child '%s' of another module", child->kind, child->name);
+    if (ct_module_child(parent, name))
+        return ct_fail(parent->ctx, CT_E_ARG, "module_add_child: %s already has a child '%s'",
+                       parent->kind, name);
+    if (parent->n_children == parent->cap_children) {
+        int nc = parent->cap_children ? parent->cap_children * 2 : 4;
+        ct_module **p = realloc(parent->children, (size_t)nc * sizeof *p);
+        if (!p) return ct_fail(parent->ctx, CT_E_NOMEM, "module_add_child: out of memory");
+        parent->children = p;
+        parent->cap_children = nc;
+    }
+    char *dup = strdup(name);
+    if (!dup) return ct_fail(parent->ctx, CT_E_NOMEM, "module_add_child: out of memory");
+    free(child->name);
+    child->name = dup;
+    child->parent = parent;
+    parent->children[parent->n_children++] = child;
+    unflatten(ct_module_root(parent));
+    unflatten(child);
+    return CT_OK;
+}
+
+ct_module *ct_module_child(const ct_module *m, const char *name) {
+    for (int i = 0; m && i < m->n_children; i++)
+        if (strcmp(m->children[i]->name, name) == 0) return m->children[i];
+    return NULL;
+}
+
+ct_tensor *ct_module_add_param(ct_module *m, const char *name, int ndim, const int64_t *shape) {
+    if (!m) return NULL;
+    if (!valid_name(name)) {
+        ct_fail(m->ctx, CT_E_ARG, "module_add_param: name '%s' must be non-empty without '.'",
+                name ? name : "(null)");
+        return NULL;
+    }
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->param_names[i], name) == 0) {
+            ct_fail(m->ctx, CT_E_ARG, "module_add_param: %s already has a parameter '%s'",
+                    m->kind, name);
+            return NULL;
+        }
+    if (m->n_params == m->cap_params) {
+        int nc = m->cap_params ? m->cap_params * 2 : 4;
+        ct_tensor **p = realloc(m->params, (size_t)nc * sizeof *p);
+        char **q = p ? realloc(m->param_names, (size_t)nc * sizeof *q) : NULL;
+        if (p) m->params = p;
+        if (!p || !q) { ct_fail(m->ctx, CT_E_NOMEM, "module_add_param: out of memory"); return NULL; }
+        m->param_names = q;
+        m->cap_params = nc;
+    }
+    ct_tensor *t = ct_zeros(m->ctx, ndim, shape);
+    char *dup = t ? strdup(name) : NULL;
+    if (!dup) {
+        if (t) ct_fail(m->ctx, CT_E_NOMEM, "module_add_param: out of memory");
+        return NULL;
+    }
+    ct_set_requires_grad(t, true);
+    m->params[m->n_params] = ct__disown(t);
+    m->param_names[m->n_params++] = dup;
+    unflatten(ct_module_root(m));
+    return t;
+}
+
+/* ---- walking the tree --------------------------------------------------------------- */
+typedef struct walk { int target, seen; ct_tensor *found; char *name; size_t n; } walk;
+
+static bool visit(const ct_module *m, const char *prefix, walk *w) {
+    char own[512];
+    for (int i = 0; i < m->n_params; i++, w->seen++) {
+        if (w->seen != w->target) continue;
+        w->found = m->params[i];
+        if (w->name) snprintf(w->name, w->n, "%s%s", prefix, m->param_names[i]);
+        return true;
+    }
+    for (int c = 0; c < m->n_children; c++) {
+        snprintf(own, sizeof own, "%s%s.", prefix, m->children[c]->name);
+        if (visit(m->children[c], own, w)) return true;
+    }
+    return false;
+}
+
+int ct_module_param_count(const ct_module *m) {
+    if (!m) return 0;
+    int n = m->n_params;
+    for (int c = 0; c < m->n_children; c++) n += ct_module_param_count(m->children[c]);
+    return n;
+}
+
+ct_tensor *ct_module_param_at(const ct_module *m, int i, char *full_name, size_t n) {
+    if (!m || i < 0) return NULL;
+    walk w = {i, 0, NULL, full_name, n};
+    visit(m, "", &w);
+    return w.found;
+}
+
+ct_tensor *ct_module_param(const ct_module *m, const char *full_name) {
+    char name[512];
+    int n = ct_module_param_count(m);
+    for (int i = 0; i < n; i++) {
+        ct_tensor *t = ct_module_param_at(m, i, name, sizeof name);
+        if (strcmp(name, full_name) == 0) return t;
+    }
+    return NULL;
+}
+
+int64_t ct_module_num_params(const ct_module *m) {
+    int64_t total = 0;
+    int n = ct_module_param_count(m);
+    for (int i = 0; i < n; i++) total += ct_numel(ct_module_param_at(m, i, NULL, 0));
+    return total;
+}
+
+void ct_module_train(ct_module *m, bool training) {
+    if (!m) return;
+    m->training = training;
+    for (int c = 0; c < m->n_children; c++) ct_module_train(m->children[c], training);
+}
+
+void ct_module_zero_grad(ct_module *m) {
+    if (!m) return;
+    ct_module *root = ct_module_root(m);
+    if (root == m && m->flat_grads) {
+        ct_inplace_fill(m->flat_grads, 0.0f);
+        return;
+    }
+    int n = ct_module_param_count(m);
+    for (int i = 0; i < n; i++) ct_zero_grad(ct_module_param_at(m, i, NULL, 0));
+}
+
+/* ---- the flat block ---------------------------------------------------------------------- */
+/* Points t (a contiguous tensor of some shape) at [off, off + numel) of flat's storage. */
+static void repoint(ct_tensor *t, ct_tensor *flat, int64_t off) {
+    ct_ctx *ctx = t->ctx;
+    flat->storage->refcount++;
+    ct__storage_release(ctx, t->storage);
+    t->storage = flat->storage;
+    t->offset = off;
+    ct__contiguous_strides(t->ndim, t->shape, t->stride);
+}
+
+ct_status ct_module_flatten(ct_module *root) {
+    if (!root) return CT_E_NULL;
+    if (root->parent)
+        return ct_fail(root->ctx, CT_E_ARG, "module_flatten: '%s' is a child; flatten the root "
+                       "module (ct_module_root)", root->name);
+    if (root->flat_params && root->flat_grads) return CT_OK;
+    unflatten(root);
+    ct_ctx *ctx = root->ctx;
+    int n = ct_module_param_count(root);
+    int64_t total = ct_module_num_params(root);
+    ct_device dev = n > 0 ? ct_module_param_at(root, 0, NULL, 0)->storage->device : CT_DEVICE_CPU;
+    ct_tensor *fp = ct__new(ctx, CT_F32, dev, 1, &total);
+    if (!fp) return ct_ctx_status(ctx);
+    root->flat_params = ct__disown(fp);
+    ct_tensor *fg = ct__new(ctx, CT_F32, dev, 1, &total);
+    if (!fg) return ct_ctx_status(ctx);
+    root->flat_grads = ct__disown(fg);
+    ct_scope_begin(ctx);
+    fg->storage->backend->fill(fg, 0.0);
+    int64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        ct_tensor *p = ct_module_param_at(root, i, NULL, 0);
+        int64_t k = ct_numel(p);
+        ct_tensor *dst = ct__view(fp, p->ndim, p->shape, p->stride, off);
+        ct__contiguous_strides(p->ndim, p->shape, dst->stride);
+        dst->storage->backend->copy(dst, p);
+        ct_tensor *g = ct__alias(dst);           /* the gradient view, owned by p */
+        repoint(g, fg, off);
+        if (p->grad) {
+            g->storage->backend->copy(g, p->grad);
+            ct_release(p->grad);
+        }
+        p->grad = g;
+        repoint(p, fp, off);
+        off += k;
+    }
+    ct_scope_end(ctx);
+    return CT_OK;
+}
+
+ct_tensor *ct_module_flat_params(ct_module *root) {
+    return ct_module_flatten(root) == CT_OK ? root->flat_params : NULL;
+}
+ct_tensor *ct_module_flat_grads(ct_module *root) {
+    return ct_module_flatten(root) == CT_OK ? root->flat_grads : NULL;
+}
+
+ct_tensor *ct_module_forward_at(ct_src src, ct_module *m, ct_tensor *x, ct_rng *rng) {
+    if (!m || !x) return NULL;
+    if (!m->forward)
+        return ct__op_error(m->ctx, src, "module_forward", CT_E_UNSUPPORTED,
+                            "the %s module '%s' has no single-input forward", m->kind, m->name);
+    return m->forward(m, x, rng);
+}
