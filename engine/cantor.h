@@ -13,6 +13,7 @@
 
 #include "engine/autograd.h"
 #include "engine/error.h"
+#include "engine/npy.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
 #include "engine/tensor.h"

@@ -95,6 +95,14 @@ ct_status ct_rng_load(ct_rng *r, const uint8_t *in, size_t n) {
 }
 
 /* ---- random tensors (generated on the host, in order, so results match across devices) -- */
+/* lo + (hi - lo) * u in double, rounded to float. Rounding can land on hi itself (u close to
+ * 1, e.g. (float)(1 - 2^-53) == 1.0f), so results at hi step down to the float below it: the
+ * interval stays half-open. */
+static float uniform_f32(ct_rng *r, float lo, float hi) {
+    float v = (float)((double)lo + ((double)hi - (double)lo) * ct_rng_uniform(r));
+    return v < hi ? v : lo < hi ? nextafterf(hi, lo) : lo;
+}
+
 static ct_tensor *host_filled(ct_ctx *ctx, ct_rng *r, int kind, float lo, float hi, int ndim,
                               const int64_t *shape) {
     if (!r) {
@@ -106,7 +114,7 @@ static ct_tensor *host_filled(ct_ctx *ctx, ct_rng *r, int kind, float lo, float 
     float *d = ct_data_f32(t);
     int64_t n = ct_numel(t);
     for (int64_t i = 0; i < n; i++)
-        d[i] = kind == 0 ? lo + (hi - lo) * (float)ct_rng_uniform(r) : ct_rng_normal(r);
+        d[i] = kind == 0 ? uniform_f32(r, lo, hi) : ct_rng_normal(r);
     return t;
 }
 
@@ -119,6 +127,10 @@ ct_tensor *ct_randn(ct_ctx *ctx, ct_rng *r, int ndim, const int64_t *shape) {
 ct_tensor *ct_uniform(ct_ctx *ctx, ct_rng *r, float lo, float hi, int ndim, const int64_t *shape) {
     if (!(lo <= hi)) {
         ct_fail(ctx, CT_E_ARG, "uniform: lo %g must not exceed hi %g", lo, hi);
+        return NULL;
+    }
+    if (!isfinite(lo) || !isfinite(hi)) {
+        ct_fail(ctx, CT_E_ARG, "uniform: the bounds must be finite, got [%g, %g)", lo, hi);
         return NULL;
     }
     return host_filled(ctx, r, 0, lo, hi, ndim, shape);
@@ -171,8 +183,10 @@ ct_tensor *ct_multinomial(ct_rng *r, ct_tensor *probs, int64_t n, bool replaceme
     ct_tensor *out = probs->ndim == 2 ? ct_empty(ctx, CT_I64, 2, oshape) : ct_empty(ctx, CT_I64, 1, &n);
     if (!out) return NULL;
     ct_scope_begin(ctx);
+    bool grad_was = ct_set_grad_enabled(ctx, false);   /* a scratch copy, not part of a graph */
     ct_tensor *pc = ct_contiguous(probs);
     ct_tensor *w = pc ? ct_clone(pc) : NULL;     /* mutable weights (zeroed when drawn) */
+    ct_set_grad_enabled(ctx, grad_was);
     bool ok = w != NULL;
     int64_t *o = ct_data_i64(out);
     for (int64_t i = 0; ok && i < rows; i++) {
@@ -188,9 +202,20 @@ ct_tensor *ct_multinomial(ct_rng *r, ct_tensor *probs, int64_t n, bool replaceme
             total += p[j];
         }
         for (int64_t k = 0; ok && k < n; k++) {
+            if (!replacement && k > 0) {
+                /* re-add what is left: subtracting drawn weights from a rounded sum can leave
+                 * a positive total with no positive weight (or zero with some left) */
+                total = 0;
+                for (int64_t j = 0; j < c; j++) total += p[j];
+            }
             if (total <= 0) {
-                ct_fail(ctx, CT_E_ARG, "multinomial: row %lld has no positive weight left",
-                        (long long)i);
+                if (k == 0)
+                    ct_fail(ctx, CT_E_ARG, "multinomial: row %lld has no positive weight (all %lld "
+                            "are zero); give every row at least one", (long long)i, (long long)c);
+                else
+                    ct_fail(ctx, CT_E_ARG, "multinomial: row %lld has only %lld positive weights, "
+                            "fewer than the %lld draws without replacement", (long long)i,
+                            (long long)k, (long long)n);
                 ok = false;
                 break;
             }
@@ -203,7 +228,7 @@ ct_tensor *ct_multinomial(ct_rng *r, ct_tensor *probs, int64_t n, bool replaceme
                 if (u < acc) break;
             }
             o[i * n + k] = pick;
-            if (!replacement) { total -= p[pick]; p[pick] = 0; }
+            if (!replacement) p[pick] = 0;
         }
     }
     ct_scope_end(ctx);

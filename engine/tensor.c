@@ -220,6 +220,7 @@ int64_t ct_size(const ct_tensor *t, int dim) {
 }
 
 bool ct_is_contiguous(const ct_tensor *t) {
+    if (ct_numel(t) == 0) return true;      /* no element is out of place */
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->stride[i] != s) return false;

@@ -63,7 +63,8 @@ int main(void) {
         ct_scope_end(ctx);
     }
     ct_mem_stats m = ct_ctx_mem_stats(ctx);
-    printf("live tensors after training: %lld (the 4 parameters and their 4 gradients)\n",
+    printf("live tensors after training: %lld (4 parameters, their 4 gradients, and the 2 random\n"
+           "tensors w1 and w2 were scaled from, all in the context's base scope)\n",
            (long long)m.live_tensors);
     ct_ctx_free(ctx);
     return 0;

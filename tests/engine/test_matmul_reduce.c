@@ -31,6 +31,11 @@ START_TEST(test_matmul_values_and_layouts) {
             ref_matmul(as[i], bs[j], want);
             tu_assert_close(ct_matmul(as[i], bs[j]), want, 1e-5, 1e-5);
         }
+    /* transposed operands go to BLAS as flags: the product allocates its output and nothing else */
+    int64_t before = ct_ctx_mem_stats(ctx).live_storages;
+    ct_tensor *prod = ct_matmul(At, Bt);
+    ck_assert_int_eq(ct_ctx_mem_stats(ctx).live_storages, before + 1);
+    ck_assert_ptr_nonnull(prod);
     /* a strided slice BLAS cannot take directly is copied */
     ct_tensor *big = TU_RAND(ctx, 5, -1, 1, 10, 7);
     ct_tensor *odd = ct_view(ct_narrow(ct_view(big, 5, 14), 1, 0, 7), 5, 7);   /* rows stride 14 */
