@@ -12,12 +12,17 @@ PYTHON  ?= /usr/bin/python3
 PKGCONFIG := $(shell command -v pkg-config 2>/dev/null)
 HAVE_OPENBLAS := $(shell pkg-config --exists openblas 2>/dev/null && echo 1)
 HAVE_CHECK    := $(shell pkg-config --exists check 2>/dev/null && echo 1)
+HAVE_SNDFILE  := $(shell pkg-config --exists sndfile 2>/dev/null && echo 1)
 NVCC          ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_HOME     ?= /usr/local/cuda
 
 ifeq ($(HAVE_OPENBLAS),1)
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas)
 BLAS_LIBS   := $(shell pkg-config --libs openblas)
+endif
+ifeq ($(HAVE_SNDFILE),1)
+AUDIO_CFLAGS := -DCT_HAVE_SNDFILE=1 $(shell pkg-config --cflags sndfile)
+AUDIO_LIBS   := $(shell pkg-config --libs sndfile)
 endif
 ifeq ($(HAVE_CHECK),1)
 CHECK_CFLAGS := $(shell pkg-config --cflags check)
@@ -39,8 +44,8 @@ endif
 BUILD   ?= build/$(VARIANT)
 CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla \
            -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS) $(SANFLAGS) \
-           -DCT_VERSION='"$(VERSION)"' -pthread
-LDLIBS  := $(BLAS_LIBS) -lz -lm -pthread
+           -DCT_VERSION='"$(VERSION)"' -pthread $(AUDIO_CFLAGS)
+LDLIBS  := $(BLAS_LIBS) $(AUDIO_LIBS) -lz -lm -pthread
 LDFLAGS := $(SANFLAGS)
 
 ENGINE_SRC := $(wildcard engine/*.c engine/cpu/*.c)
@@ -68,13 +73,14 @@ TEST_SUPPORT := tests/main.c tests/gradcheck.c
 TEST_BIN := $(BUILD)/tests/run_tests
 DEMO_BIN := $(BUILD)/examples/first_network
 
-.PHONY: all probe deps test test-asan demo clean help bench check-cuda fixtures
+.PHONY: all probe deps test test-asan test-valgrind demo clean help bench check-cuda fixtures fuzz
 
 all: probe $(CANTOR)
 
 probe:
 	@echo "cantor $(VERSION) build ($(VARIANT))"
 	@if [ "$(HAVE_OPENBLAS)" = 1 ]; then echo "  ✓ OpenBLAS found ($(BLAS_LIBS))"; else echo "  ✗ OpenBLAS not found: run 'make deps'"; fi
+	@if [ "$(HAVE_SNDFILE)" = 1 ]; then echo "  ✓ libsndfile found (WAV, FLAC, OGG)"; else echo "  ✗ libsndfile not found: audio files disabled ('make deps')"; fi
 	@if [ "$(HAVE_CHECK)" = 1 ]; then echo "  ✓ Check found (unit tests)"; else echo "  ✗ Check not found: 'make test' needs it ('make deps')"; fi
 	@if [ -n "$(NVCC)" ]; then \
 	   if [ "$(CUDA)" = 1 ]; then echo "  ✓ nvcc found: building the CUDA backend"; \
@@ -129,8 +135,23 @@ fixtures:
 	$(PYTHON) tests/gen_golden.py
 	$(PYTHON) tests/gen_numpy_fixtures.py
 
+# Fuzzes the MIDI reader with libFuzzer (clang) for FUZZ_SECONDS; crashes land in tests/fuzz/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
+
 check-cuda:
 	$(MAKE) CUDA=1 all
+
+# ---- benchmarks (not tests: they measure; see tests/bench/run_bench.sh) --------------------------
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+$(BUILD)/bench/%: tests/bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench: $(BENCH_BIN)
+	BENCH_BIN=$(BUILD)/bench/bench_rnn tests/bench/run_bench.sh
 
 # ---- demo -----------------------------------------------------------------------------------
 $(DEMO_BIN): apps/examples/first_network.c $(LIB)
@@ -142,7 +163,8 @@ demo: $(CANTOR) $(DEMO_BIN)
 	./$(DEMO_BIN)
 
 # ---- set-up -----------------------------------------------------------------------------------
-DEB_PACKAGES := build-essential pkg-config libopenblas-dev zlib1g-dev check valgrind python3-numpy
+DEB_PACKAGES := build-essential pkg-config libopenblas-dev zlib1g-dev libsndfile1-dev check valgrind \
+                python3-numpy python3-mido
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	 if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
@@ -161,5 +183,7 @@ help:
 	@echo "make test-valgrind  the suite under valgrind (no fork)"
 	@echo "make demo       the main job (today: the engine's first-network example)"
 	@echo "make fixtures   regenerate PyTorch golden values (python3-torch)"
+	@echo "make fuzz       fuzz the MIDI reader for FUZZ_SECONDS (default 60)"
+	@echo "make bench      cantor beside PyTorch on the RNN workloads (reads ../shared/bench)"
 
 -include $(shell find build -name '*.d' 2>/dev/null)
