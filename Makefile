@@ -133,6 +133,7 @@ test-valgrind: $(TEST_BIN)
 # Regenerates the PyTorch golden fixtures (needs python3-torch; the results are committed).
 fixtures:
 	$(PYTHON) tests/gen_golden.py
+	$(PYTHON) tests/gen_golden_layers.py
 	$(PYTHON) tests/gen_numpy_fixtures.py
 
 # Fuzzes the MIDI reader with libFuzzer (clang) for FUZZ_SECONDS; crashes land in tests/fuzz/.

@@ -128,6 +128,7 @@ struct ct_backend {
     /* the groups below are filled in by engine/cpu/ *.c; NULL = unsupported on this device */
     const struct ct_kernels_nn *nn;
     const struct ct_kernels_index *index;
+    const struct ct_kernels_layernorm *layernorm;
 };
 
 const ct_backend *ct__backend(ct_device dev);      /* NULL if not compiled in */

@@ -73,4 +73,17 @@ struct ct_kernels_nn {
                            int64_t M, int64_t V, int64_t D);
 };
 
+/* The layer_norm kernel group of a backend (CPU: engine/cpu/layernorm.c). Conventions as in engine/kernels_nn.h: x, y, gout, gx contiguous [rows, D];
+ * weight, bias, gw, gb contiguous [D]; mean, rstd contiguous [rows]; any of weight/bias (no
+ * affine) and gx/gw/gb (not needed) may be NULL. work: scratch of at least 4*D float32
+ * elements when gw or gb is wanted (the CPU kernel sums the columns in double there). */
+struct ct_kernels_layernorm {
+    void (*forward)(ct_tensor *y, ct_tensor *mean, ct_tensor *rstd, const ct_tensor *x,
+                    const ct_tensor *weight, const ct_tensor *bias, int64_t rows, int64_t D,
+                    float eps);
+    void (*backward)(ct_tensor *gx, ct_tensor *gw, ct_tensor *gb, ct_tensor *work,
+                     const ct_tensor *gout, const ct_tensor *x, const ct_tensor *mean,
+                     const ct_tensor *rstd, const ct_tensor *weight, int64_t rows, int64_t D);
+};
+
 #endif

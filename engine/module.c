@@ -260,5 +260,5 @@ ct_tensor *ct_module_forward_at(ct_src src, ct_module *m, ct_tensor *x, ct_rng *
     if (!m->forward)
         return ct__op_error(m->ctx, src, "module_forward", CT_E_UNSUPPORTED,
                             "the %s module '%s' has no single-input forward", m->kind, m->name);
-    return m->forward(m, x, rng);
+    return m->forward(src, m, x, rng);
 }

@@ -24,9 +24,9 @@
 
 typedef struct ct_module ct_module;
 
-/* A single-input forward, for modules that can sit in a Sequential. rng feeds dropout and
- * may be NULL in eval mode. */
-typedef ct_tensor *(*ct_forward_fn)(ct_module *m, ct_tensor *x, ct_rng *rng);
+/* A single-input forward, for modules that can sit in a Sequential. src is the caller's
+ * file:line (for error messages); rng feeds dropout and may be NULL in eval mode. */
+typedef ct_tensor *(*ct_forward_fn)(ct_src src, ct_module *m, ct_tensor *x, ct_rng *rng);
 
 struct ct_module {
     const char *kind;            /* "Linear", "LSTM", ... (a string constant) */

@@ -209,4 +209,5 @@ const ct_backend ct_cpu_backend = {
     .sum = cpu_sum,
     .nn = &ct_cpu_kernels_nn,
     .index = &ct_cpu_kernels_index,
+    .layernorm = &ct__cpu_kernels_layernorm,
 };

@@ -7,5 +7,6 @@
 
 extern const struct ct_kernels_nn ct_cpu_kernels_nn;        /* engine/cpu/nn.c */
 extern const struct ct_kernels_index ct_cpu_kernels_index;  /* engine/cpu/index.c */
+extern const struct ct_kernels_layernorm ct__cpu_kernels_layernorm; /* engine/cpu/layernorm.c */
 
 #endif
