@@ -73,7 +73,7 @@ TEST_SUPPORT := tests/main.c tests/gradcheck.c
 TEST_BIN := $(BUILD)/tests/run_tests
 DEMO_BIN := $(BUILD)/examples/first_network
 
-.PHONY: all probe deps test test-asan test-valgrind demo clean help bench check-cuda fixtures fuzz
+.PHONY: all probe deps test test-asan test-tsan test-valgrind demo clean help bench check-cuda fixtures fuzz
 
 all: probe $(CANTOR)
 
@@ -126,6 +126,11 @@ test: $(TEST_BIN)
 test-asan:
 	$(MAKE) SAN=1 test
 
+# The data loader's threads under ThreadSanitizer (the data suite; CK_FORK=no keeps one process).
+test-tsan:
+	$(MAKE) BUILD=build/tsan SANFLAGS=-fsanitize=thread OPT=-O1 build/tsan/tests/run_tests
+	cd tests && CK_FORK=no CK_RUN_SUITE=data ../build/tsan/tests/run_tests
+
 test-valgrind: $(TEST_BIN)
 	cd tests && CK_FORK=no CT_TEST_QUICK=1 valgrind --error-exitcode=1 --leak-check=full \
 	  --suppressions=valgrind.supp ../$(TEST_BIN)
@@ -152,7 +157,7 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 bench: $(BENCH_BIN)
-	BENCH_BIN=$(BUILD)/bench/bench_rnn tests/bench/run_bench.sh
+	BENCH_BIN=$(BUILD)/bench/bench_rnn BENCH_DATA=$(BUILD)/bench/bench_data tests/bench/run_bench.sh
 
 # ---- demo -----------------------------------------------------------------------------------
 $(DEMO_BIN): apps/examples/first_network.c $(LIB)

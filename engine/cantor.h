@@ -6,12 +6,14 @@
  *   engine/ops.h       differentiable ops and in-place updates
  *   engine/rng.h       explicit random generators
  *   engine/npy.h       .npy / .npz files
+ *   engine/data.h      datasets, the threaded data loader, collate, transforms
  *   engine/version.h   version and build configuration
  */
 #ifndef CT_CANTOR_H
 #define CT_CANTOR_H
 
 #include "engine/autograd.h"
+#include "engine/data.h"
 #include "engine/error.h"
 #include "engine/npy.h"
 #include "engine/ops.h"
