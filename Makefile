@@ -73,7 +73,7 @@ TEST_SUPPORT := tests/main.c tests/gradcheck.c
 TEST_BIN := $(BUILD)/tests/run_tests
 DEMO_BIN := $(BUILD)/examples/first_network
 
-.PHONY: all probe deps test test-asan test-tsan test-valgrind demo clean help bench check-cuda fixtures fuzz
+.PHONY: check-corpora all probe deps test test-asan test-tsan test-valgrind demo clean help bench check-cuda fixtures fuzz
 
 all: probe $(CANTOR)
 
@@ -139,12 +139,19 @@ test-valgrind: $(TEST_BIN)
 fixtures:
 	$(PYTHON) tests/gen_golden.py
 	$(PYTHON) tests/gen_golden_layers.py
+	$(PYTHON) tests/gen_midi_fixtures.py
 	$(PYTHON) tests/gen_numpy_fixtures.py
 
 # Fuzzes the MIDI reader with libFuzzer (clang) for FUZZ_SECONDS; crashes land in tests/fuzz/.
 FUZZ_SECONDS ?= 60
 fuzz:
 	tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
+
+# Corpus-level checks (not unit tests): they read ../shared and skip cleanly without it.
+check-corpora:
+	tests/corpus_check_midi.sh
+	tests/corpus_check_polyphonic.sh
+	tests/check_mido_interop.sh
 
 check-cuda:
 	$(MAKE) CUDA=1 all
@@ -170,7 +177,7 @@ demo: $(CANTOR) $(DEMO_BIN)
 
 # ---- set-up -----------------------------------------------------------------------------------
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev zlib1g-dev libsndfile1-dev check valgrind \
-                python3-numpy python3-mido
+                python3-numpy python3-mido clang libclang-rt-14-dev
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	 if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \

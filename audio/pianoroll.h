@@ -53,10 +53,9 @@ extern "C" {
 #define CM_ROLL_DEFAULT_VELOCITY 100
 #define CM_POLY_MAX_FILE_BYTES (512u * 1024u * 1024u)
 #define CM_POLY_MAX_PIECES (1 << 20)
-/* Malformed polyphonic text. cm_status (audio/midi.h) has no text-syntax code yet, so this is
- * CM_E_EVENT ("an invalid event": here, an invalid step line); the message says what is
- * wrong. Compare with this name, not with CM_E_EVENT. */
-#define CM_E_POLY_SYNTAX CM_E_EVENT
+/* Malformed polyphonic text (an alias of CM_E_FORMAT, "malformed input text"); the message
+ * says what is wrong, with file, line and column. */
+#define CM_E_POLY_SYNTAX CM_E_FORMAT
 
 typedef struct cm_roll {
     uint8_t *frames;   /* n_steps * CM_ROLL_NUM_KEYS, row-major (owned) */
