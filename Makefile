@@ -119,7 +119,7 @@ $(BUILD)/tests/%.o: tests/%.c $(BUILD)/tests/suites.h
 $(TEST_BIN): $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC) $(TEST_SUPPORT)) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
-test: $(TEST_BIN)
+test: $(TEST_BIN) $(CANTOR)
 	@echo "running the unit tests ($(VARIANT)); the summary line is Check's"
 	cd tests && CK_DEFAULT_TIMEOUT=600 ../$(TEST_BIN)
 
@@ -139,6 +139,7 @@ test-valgrind: $(TEST_BIN)
 fixtures:
 	$(PYTHON) tests/gen_golden.py
 	$(PYTHON) tests/gen_golden_layers.py
+	$(PYTHON) tests/gen_golden_optim.py
 	$(PYTHON) tests/gen_midi_fixtures.py
 	$(PYTHON) tests/gen_numpy_fixtures.py
 

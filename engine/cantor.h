@@ -6,6 +6,9 @@
  *   engine/ops.h       differentiable ops and in-place updates
  *   engine/rng.h       explicit random generators
  *   engine/npy.h       .npy / .npz files
+ *   engine/nn.h        modules, parameter names, the flat parameter block
+ *   engine/optim.h     SGD, Adam, AdamW, schedules, gradient clipping
+ *   engine/safetensors.h  checkpoints (safetensors) and the training-state file
  *   engine/data.h      datasets, the threaded data loader, collate, transforms
  *   engine/version.h   version and build configuration
  */
@@ -15,9 +18,12 @@
 #include "engine/autograd.h"
 #include "engine/data.h"
 #include "engine/error.h"
+#include "engine/nn.h"
 #include "engine/npy.h"
+#include "engine/optim.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
+#include "engine/safetensors.h"
 #include "engine/tensor.h"
 #include "engine/version.h"
 

@@ -129,6 +129,7 @@ struct ct_backend {
     const struct ct_kernels_nn *nn;
     const struct ct_kernels_index *index;
     const struct ct_kernels_layernorm *layernorm;
+    const struct ct_kernels_optim *optim;
 };
 
 const ct_backend *ct__backend(ct_device dev);      /* NULL if not compiled in */

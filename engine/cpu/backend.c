@@ -210,4 +210,5 @@ const ct_backend ct_cpu_backend = {
     .nn = &ct_cpu_kernels_nn,
     .index = &ct_cpu_kernels_index,
     .layernorm = &ct__cpu_kernels_layernorm,
+    .optim = &ct_cpu_kernels_optim,
 };
