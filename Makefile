@@ -13,6 +13,7 @@ PKGCONFIG := $(shell command -v pkg-config 2>/dev/null)
 HAVE_OPENBLAS := $(shell pkg-config --exists openblas 2>/dev/null && echo 1)
 HAVE_CHECK    := $(shell pkg-config --exists check 2>/dev/null && echo 1)
 HAVE_SNDFILE  := $(shell pkg-config --exists sndfile 2>/dev/null && echo 1)
+HAVE_FLUIDSYNTH := $(shell pkg-config --exists fluidsynth 2>/dev/null && echo 1)
 NVCC          ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_HOME     ?= /usr/local/cuda
 
@@ -23,6 +24,11 @@ endif
 ifeq ($(HAVE_SNDFILE),1)
 AUDIO_CFLAGS := -DCT_HAVE_SNDFILE=1 $(shell pkg-config --cflags sndfile)
 AUDIO_LIBS   := $(shell pkg-config --libs sndfile)
+endif
+# FluidSynth is optional (make deps-fluidsynth); only its library is needed, not its cflags
+ifeq ($(HAVE_FLUIDSYNTH),1)
+AUDIO_CFLAGS += -DCT_HAVE_FLUIDSYNTH=1
+AUDIO_LIBS   += $(shell pkg-config --libs fluidsynth)
 endif
 ifeq ($(HAVE_CHECK),1)
 CHECK_CFLAGS := $(shell pkg-config --cflags check)
@@ -73,7 +79,7 @@ TEST_SUPPORT := tests/main.c tests/gradcheck.c
 TEST_BIN := $(BUILD)/tests/run_tests
 DEMO_BIN := $(BUILD)/examples/first_network
 
-.PHONY: check-corpora all probe deps test test-asan test-tsan test-valgrind demo clean help bench check-cuda fixtures fuzz
+.PHONY: deps-fluidsynth check-corpora all probe deps test test-asan test-tsan test-valgrind demo clean help bench check-cuda fixtures fuzz
 
 all: probe $(CANTOR)
 
@@ -81,6 +87,7 @@ probe:
 	@echo "cantor $(VERSION) build ($(VARIANT))"
 	@if [ "$(HAVE_OPENBLAS)" = 1 ]; then echo "  ✓ OpenBLAS found ($(BLAS_LIBS))"; else echo "  ✗ OpenBLAS not found: run 'make deps'"; fi
 	@if [ "$(HAVE_SNDFILE)" = 1 ]; then echo "  ✓ libsndfile found (WAV, FLAC, OGG)"; else echo "  ✗ libsndfile not found: audio files disabled ('make deps')"; fi
+	@if [ "$(HAVE_FLUIDSYNTH)" = 1 ]; then echo "  ✓ FluidSynth found (General MIDI rendering with a SoundFont)"; else echo "  ✗ FluidSynth not found: the built-in synthesizer renders ('make deps-fluidsynth' for real instruments)"; fi
 	@if [ "$(HAVE_CHECK)" = 1 ]; then echo "  ✓ Check found (unit tests)"; else echo "  ✗ Check not found: 'make test' needs it ('make deps')"; fi
 	@if [ -n "$(NVCC)" ]; then \
 	   if [ "$(CUDA)" = 1 ]; then echo "  ✓ nvcc found: building the CUDA backend"; \
@@ -185,6 +192,11 @@ deps:
 	   $$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq && \
 	   $$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $(DEB_PACKAGES); \
 	 else echo "deps: all packages already installed ($(DEB_PACKAGES))"; fi
+
+# Optional: FluidSynth and a General MIDI SoundFont for `cantor render` (about 67 packages).
+deps-fluidsynth:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	 $$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends libfluidsynth-dev timgm6mb-soundfont
 
 clean:
 	rm -rf build bin

@@ -1,0 +1,88 @@
+/* tests/apps/test_cli.c — the `cantor` command as a user runs it: exit codes and messages.
+ * Runs ../bin/cantor (built by `make test`) in a shell and reads what it prints. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+/* Runs `../bin/cantor ARGS 2>&1`, returns the exit status and fills out (NUL-terminated). */
+static int run(const char *args, char *out, size_t n) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "../bin/cantor %s 2>&1", args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t len = fread(out, 1, n - 1, p);
+    out[len] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(test_version_and_help) {
+    char out[8192];
+    ck_assert_int_eq(run("--version", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "cantor " CT_VERSION));
+    ck_assert_ptr_nonnull(strstr(out, "BLAS: OpenBLAS"));
+    ck_assert_ptr_nonnull(strstr(out, "CUDA: "));
+    ck_assert_int_eq(run("version", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "threads)"));
+    ck_assert_int_eq(run("help", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "render"));
+    ck_assert_int_eq(run("help render", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "--rate HZ         sample rate (default 44100)"));
+    ck_assert_int_eq(run("render --help", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "usage: cantor render"));
+    ck_assert_int_eq(run("help nosuch", out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "no command 'nosuch'"));
+    ck_assert_int_eq(run("", out, sizeof out), 2);
+}
+END_TEST
+
+START_TEST(test_bad_flags) {
+    char out[8192];
+    ck_assert_int_eq(run("frobnicate", out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "unexpected argument 'frobnicate'"));
+    ck_assert_int_eq(run("render --rate 12 a.mid b.wav", out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--rate '12': expected a whole number from 8000 to 192000"));
+    ck_assert_ptr_nonnull(strstr(out, "cantor help render"));
+    ck_assert_int_eq(run("render --rate 44100x a.mid b.wav", out, sizeof out), 2);
+    ck_assert_int_eq(run("render --nope a.mid b.wav", out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "unknown option '--nope'"));
+    ck_assert_int_eq(run("render \xe2\x80\x94rate 8000 a.mid b.wav", out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "non-ASCII character"));
+    ck_assert_int_eq(run("render --renderer timidity a.mid b.wav", out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "expected auto, builtin or fluidsynth"));
+    ck_assert_int_eq(run("render only-one.mid", out, sizeof out), 2);
+}
+END_TEST
+
+START_TEST(test_render) {
+    char out[8192];
+    mkdir("tmp", 0755);
+    remove("tmp/cli_render.wav");
+    ck_assert_int_eq(run("render fixtures/midi/drums.mid tmp/cli_render.wav --renderer builtin --rate 22050", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "9 notes"));
+    struct stat st;
+    ck_assert_int_eq(stat("tmp/cli_render.wav", &st), 0);
+    ck_assert_int_gt(st.st_size, 22050);          /* about 2 s of 16-bit stereo at least */
+    remove("tmp/cli_render.wav");
+    /* a file it cannot read: exit 1, the message names the file */
+    ck_assert_int_eq(run("render fixtures/midi/missing.mid tmp/x.wav", out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "fixtures/midi/missing.mid"));
+    ck_assert_int_eq(run("render fixtures/midi/drums.txt tmp/x.wav", out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "drums.txt"));
+    ck_assert_int_eq(run("render fixtures/midi/drums.mid tmp/x.mp9", out, sizeof out), 1);
+}
+END_TEST
+
+Suite *cli_suite(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cantor");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_version_and_help);
+    tcase_add_test(tc, test_bad_flags);
+    tcase_add_test(tc, test_render);
+    suite_add_tcase(s, tc);
+    return s;
+}
