@@ -1,0 +1,493 @@
+/* models/sampler.c — stepwise generation from a composer on float buffers: ct_rnn_step_f32,
+ * one GEMV/GEMM for the output layer, then greedy / temperature / top-k / top-p choices. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audio/melody.h"
+#include "audio/mulaw.h"
+#include "audio/performance.h"
+#include "engine/rnn.h"
+#include "models/composer.h"
+#include "models/sampler.h"
+
+cc_sample_opts cc_sample_defaults(void) { return (cc_sample_opts){1.0f, 0, 1.0f}; }
+
+int64_t cc_start_token(const cc_config *c) {
+    if (!c) return -1;
+    cc_config r = *c;
+    if (cc_config_resolve(&r, NULL, 0) != CT_OK) return -1;
+    switch (r.encoding) {
+    case CC_ENC_MELODY: return CM_MELODY_TOKEN_NO_EVENT;
+    case CC_ENC_PERFORMANCE: {
+        cm_perf_config p = {(int)r.steps_per_second, r.max_shift_steps, r.num_velocity_bins};
+        cm_perf_event e = {CM_PERF_EV_TIME_SHIFT, 1};
+        if (p.num_velocity_bins > 0)
+            e = (cm_perf_event){CM_PERF_EV_VELOCITY,
+                                cm_perf_velocity_to_bin(CM_PERF_DEFAULT_VELOCITY, p.num_velocity_bins)};
+        return cm_perf_event_to_token(&p, e);
+    }
+    case CC_ENC_AUDIO: return ca_mulaw_encode(0.0f);
+    case CC_ENC_PIANOROLL: return -1;
+    default: return 0;
+    }
+}
+
+static bool opts_valid(const cc_sample_opts *o) {
+    return isfinite(o->temperature) && o->temperature >= 0.0f && o->top_k >= 0 &&
+           o->top_p >= 0.0f && o->top_p <= 1.0f;
+}
+
+/* ---- choosing a token ---------------------------------------------------------------------------- *
+ * Candidates are (p[i], id[i]) pairs ranked by p descending, then id ascending (a strict
+ * total order, so every selection is deterministic). */
+static inline bool above(const float *p, const int32_t *id, int64_t a, int64_t b) {
+    return p[a] > p[b] || (p[a] == p[b] && id[a] < id[b]);
+}
+
+static inline void swap2(float *p, int32_t *id, int64_t a, int64_t b) {
+    float t = p[a];
+    p[a] = p[b];
+    p[b] = t;
+    int32_t u = id[a];
+    id[a] = id[b];
+    id[b] = u;
+}
+
+/* Partitions [lo, hi) around the middle element: afterwards [lo, j) rank above it, it sits at
+ * j, (j, hi) rank below. Returns j. */
+static int64_t partition(float *p, int32_t *id, int64_t lo, int64_t hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    swap2(p, id, mid, hi - 1);
+    int64_t j = lo;
+    for (int64_t i = lo; i < hi - 1; i++)
+        if (above(p, id, i, hi - 1)) swap2(p, id, i, j++);
+    swap2(p, id, j, hi - 1);
+    return j;
+}
+
+/* Moves the k highest-ranked candidates into [0, k) (in no particular order). */
+static void select_top(float *p, int32_t *id, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        int64_t j = partition(p, id, lo, hi);
+        if (j == k || j + 1 == k) return;
+        if (j > k) hi = j;
+        else lo = j + 1;
+    }
+}
+
+/* The smallest m >= 1 such that the m highest-ranked candidates hold at least `target` of the
+ * mass; moves them into [0, m). Expected O(n). */
+static int64_t select_nucleus(float *p, int32_t *id, int64_t n, double target) {
+    int64_t lo = 0, hi = n;
+    double acc = 0;      /* the mass of [0, lo): all in the nucleus, and < target */
+    while (lo < hi) {
+        int64_t j = partition(p, id, lo, hi);
+        double above_mass = 0;
+        for (int64_t i = lo; i < j; i++) above_mass += p[i];
+        if (j > lo && acc + above_mass >= target) {
+            hi = j;
+        } else {
+            acc += above_mass + p[j];
+            if (acc >= target) return j + 1;
+            lo = j + 1;
+        }
+    }
+    return lo < 1 ? 1 : lo;
+}
+
+static int64_t argmax(const float *z, int64_t n) {
+    int64_t best = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!isnan(z[i]) && (best < 0 || z[i] > z[best])) best = i;
+    return best < 0 ? 0 : best;
+}
+
+static int64_t pick(const float *z, int64_t n, const cc_sample_opts *o, ct_rng *rng, float *p,
+                    int32_t *id) {
+    if (o->temperature == 0.0f || o->top_k == 1) return argmax(z, n);
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        if (z[i] > mx) mx = z[i];              /* NaN compares false: skipped */
+    double u = ct_rng_uniform(rng);
+    if (mx == -INFINITY) return argmax(z, n);
+    const float inv = 1.0f / o->temperature;
+    for (int64_t i = 0; i < n; i++) {
+        p[i] = isnan(z[i]) ? 0.0f : expf((z[i] - mx) * inv);
+        id[i] = (int32_t)i;
+    }
+    int64_t m = n;
+    if (o->top_k > 0 && o->top_k < m) {
+        select_top(p, id, m, o->top_k);
+        m = o->top_k;
+    }
+    double total = 0;
+    for (int64_t i = 0; i < m; i++) total += p[i];
+    if (o->top_p < 1.0f) {
+        m = select_nucleus(p, id, m, (double)o->top_p * total);
+        total = 0;
+        for (int64_t i = 0; i < m; i++) total += p[i];
+    }
+    double r = u * total, acc = 0;
+    int64_t last = -1;
+    for (int64_t i = 0; i < m; i++) {
+        if (p[i] <= 0) continue;
+        acc += p[i];
+        last = i;
+        if (r < acc) return id[i];
+    }
+    return last >= 0 ? id[last] : argmax(z, n);   /* rounding at the very top */
+}
+
+int64_t cc_pick_token(const float *logits, int64_t n, const cc_sample_opts *o, ct_rng *rng,
+                      float *work_p, int32_t *work_i) {
+    if (!logits || n < 1 || n > INT32_MAX || !o || !opts_valid(o)) return -1;
+    bool greedy = o->temperature == 0.0f || o->top_k == 1;
+    if (!greedy && !rng) return -1;
+    if ((work_p == NULL) != (work_i == NULL)) return -1;
+    float *p = work_p;
+    int32_t *id = work_i;
+    if (!p && !greedy) {
+        p = malloc(sizeof(float) * (size_t)n);
+        id = malloc(sizeof(int32_t) * (size_t)n);
+        if (!p || !id) {
+            free(p);
+            free(id);
+            return -1;
+        }
+    }
+    int64_t t = pick(logits, n, o, rng, p, id);
+    if (p != work_p) {
+        free(p);
+        free(id);
+    }
+    return t;
+}
+
+/* ---- the sampler ------------------------------------------------------------------------------- */
+typedef enum phase { FRESH, PENDING, READY } phase;
+
+#define GEMV_THREAD_ELEMS 9216    /* OpenBLAS's sgemv threading threshold (2304 x 4) */
+
+struct cc_sampler {
+    ct_module *model;
+    ct_ctx *ctx;
+    cc_config cfg;
+    bool roll;
+    int64_t B, V, E, H;          /* rows, outputs, input size, hidden */
+    cc_sample_opts o;
+    ct_rnn_state *st;
+    ct_rng *rngs;                /* [B] */
+    int64_t *pend;               /* [B] pending tokens (token models) */
+    float *x;                    /* [B, E] the input being built (embedding rows or frames) */
+    float *logits;               /* [B, V] */
+    float *wp;                   /* [V] */
+    int32_t *wi;                 /* [V] */
+    phase ph;
+};
+
+static ct_status sfail(cc_sampler *s, ct_status st, const char *fmt, const char *a) {
+    return ct_fail(s->ctx, st, fmt, a);
+}
+
+cc_sampler *cc_sampler_new(ct_module *model, int64_t batch, const cc_sample_opts *o, ct_rng *rng) {
+    if (!model) return NULL;
+    ct_ctx *ctx = model->ctx;
+    const cc_config *c = cc_model_config(model);
+    if (!c) {
+        ct_fail(ctx, CT_E_ARG, "cc_sampler_new: module '%s' (%s) is not a composer", model->name,
+                model->kind ? model->kind : "?");
+        return NULL;
+    }
+    cc_sample_opts opts = o ? *o : cc_sample_defaults();
+    if (!opts_valid(&opts)) {
+        ct_fail(ctx, CT_E_ARG, "cc_sampler_new: options temperature %g, top_k %d, top_p %g: "
+                "expected temperature >= 0, top_k >= 0, top_p in [0, 1]",
+                (double)opts.temperature, opts.top_k, (double)opts.top_p);
+        return NULL;
+    }
+    if (cc_config_is_roll(c) && (opts.top_k != 0 || opts.top_p != 1.0f)) {
+        ct_fail(ctx, CT_E_ARG, "cc_sampler_new: top-k and top-p choose among tokens; the "
+                "piano-roll model turns each key on independently (use the temperature)");
+        return NULL;
+    }
+    if (!rng) {
+        ct_fail(ctx, CT_E_NULL, "cc_sampler_new: rng is NULL (pass a seeded ct_rng)");
+        return NULL;
+    }
+    if (batch < 1 || batch > (1 << 20)) {
+        ct_fail(ctx, CT_E_ARG, "cc_sampler_new: batch %lld: expected 1..%d", (long long)batch,
+                1 << 20);
+        return NULL;
+    }
+    cc_sampler *s = calloc(1, sizeof *s);
+    if (!s) goto nomem;
+    s->model = model;
+    s->ctx = ctx;
+    s->cfg = *c;
+    s->roll = cc_config_is_roll(c);
+    s->B = batch;
+    s->V = c->vocab;
+    s->E = s->roll ? CC_ROLL_KEYS : c->embed;
+    s->H = c->hidden;
+    s->o = opts;
+    s->rngs = malloc(sizeof(ct_rng) * (size_t)batch);
+    s->pend = calloc((size_t)batch, sizeof(int64_t));
+    s->x = calloc((size_t)(batch * s->E), sizeof(float));
+    s->logits = calloc((size_t)(batch * s->V), sizeof(float));
+    s->wp = malloc(sizeof(float) * (size_t)s->V);
+    s->wi = malloc(sizeof(int32_t) * (size_t)s->V);
+    if (!s->rngs || !s->pend || !s->x || !s->logits || !s->wp || !s->wi) goto nomem;
+    s->st = ct_rnn_state_new(cc_model_rnn(model), batch);
+    if (!s->st) {
+        cc_sampler_free(s);
+        return NULL;
+    }
+    for (int64_t b = 0; b < batch; b++) s->rngs[b] = ct_rng_fork(rng, (uint64_t)b);
+    (void)ct_rng_u64(rng);
+    s->ph = FRESH;
+    return s;
+nomem:
+    cc_sampler_free(s);
+    ct_fail(ctx, CT_E_NOMEM, "cc_sampler_new: out of memory (batch %lld)", (long long)batch);
+    return NULL;
+}
+
+void cc_sampler_free(cc_sampler *s) {
+    if (!s) return;
+    ct_rnn_state_free(s->st);
+    free(s->rngs);
+    free(s->pend);
+    free(s->x);
+    free(s->logits);
+    free(s->wp);
+    free(s->wi);
+    free(s);
+}
+
+void cc_sampler_reset(cc_sampler *s) {
+    if (!s) return;
+    ct_rnn_state_reset(s->st);
+    s->ph = FRESH;
+}
+
+ct_status cc_sampler_set_opts(cc_sampler *s, const cc_sample_opts *o) {
+    if (!s || !o) return CT_E_NULL;
+    if (!opts_valid(o))
+        return ct_fail(s->ctx, CT_E_ARG, "cc_sampler_set_opts: temperature %g, top_k %d, top_p "
+                       "%g: expected temperature >= 0, top_k >= 0, top_p in [0, 1]",
+                       (double)o->temperature, o->top_k, (double)o->top_p);
+    if (s->roll && (o->top_k != 0 || o->top_p != 1.0f))
+        return sfail(s, CT_E_ARG, "cc_sampler_set_opts: top-k and top-p do not apply to the %s "
+                     "model (each key is on independently)", "piano-roll");
+    s->o = *o;
+    return CT_OK;
+}
+
+int64_t cc_sampler_batch(const cc_sampler *s) { return s ? s->B : 0; }
+
+/* Checks that a parameter can be read as contiguous host floats. */
+static const float *host_param(cc_sampler *s, ct_module *owner, const char *name) {
+    ct_tensor *t = ct_module_param(owner, name);
+    if (!t || t->dtype != CT_F32 || !ct_is_contiguous(t) || ct_tensor_device(t).type != CT_CPU) {
+        ct_fail(s->ctx, CT_E_UNSUPPORTED, "cc_sampler: parameter %s.%s is not a contiguous "
+                "float32 CPU tensor (sample on the CPU)", owner->name, name);
+        return NULL;
+    }
+    return ct_data_f32(t);
+}
+
+/* Runs the pending input through the RNN; with project, also the output layer into logits. */
+static ct_status step_pending(cc_sampler *s, bool project) {
+    const float *x = s->x;
+    if (!s->roll) {
+        const float *emb = host_param(s, cc_model_embed(s->model), "weight");
+        if (!emb) return ct_ctx_status(s->ctx);
+        if (s->B == 1) {
+            x = emb + s->pend[0] * s->E;
+        } else {
+            for (int64_t b = 0; b < s->B; b++)
+                memcpy(s->x + b * s->E, emb + s->pend[b] * s->E, sizeof(float) * (size_t)s->E);
+        }
+    }
+    const float *h = NULL;
+    ct_status st = ct_rnn_step_f32(cc_model_rnn(s->model), x, s->st, &h);
+    if (st != CT_OK) return st;
+    if (!project) return CT_OK;
+    ct_module *out = cc_model_out(s->model);
+    const float *w = host_param(s, out, "weight"), *bias = host_param(s, out, "bias");
+    if (!w || !bias) return ct_ctx_status(s->ctx);
+    const int V = (int)s->V, Hn = (int)s->H, B = (int)s->B;
+    for (int b = 0; b < B; b++) memcpy(s->logits + (size_t)b * (size_t)V, bias, sizeof(float) * (size_t)V);
+    if (B == 1) {
+        /* OpenBLAS (0.3.21, interface/gemv.c) runs an sgemv of 9216 elements or more on all
+         * its threads; for a few hundred outputs that costs more than it gains on this
+         * 2-core machine (a 130 x 256 projection: about 10 us threaded, 2-3 us on one thread).
+         * Blocks of rows below the threshold stay on the calling thread. */
+        const int rows = Hn >= GEMV_THREAD_ELEMS ? V : (int)(GEMV_THREAD_ELEMS - 1) / Hn;
+        for (int r = 0; r < V; r += rows) {
+            const int nr = V - r < rows ? V - r : rows;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, Hn, 1.0f, w + (size_t)r * (size_t)Hn,
+                        Hn, h, 1, 1.0f, s->logits + r, 1);
+        }
+    } else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, V, Hn, 1.0f, h, Hn, w, Hn, 1.0f,
+                    s->logits, V);
+    return CT_OK;
+}
+
+ct_status cc_sampler_feed_tokens(cc_sampler *s, const int64_t *tokens, int64_t n, bool per_row) {
+    if (!s) return CT_E_NULL;
+    if (s->roll)
+        return sfail(s, CT_E_ARG, "cc_sampler_feed_tokens: the %s model takes frames "
+                     "(cc_sampler_feed_frames)", "piano-roll");
+    if (n < 0 || (n > 0 && !tokens))
+        return sfail(s, CT_E_ARG, "cc_sampler_feed_tokens: %s", n < 0 ? "n < 0" : "tokens is NULL");
+    const int64_t total = per_row ? n * s->B : n;
+    for (int64_t i = 0; i < total; i++)
+        if (tokens[i] < 0 || tokens[i] >= s->V)
+            return ct_fail(s->ctx, CT_E_ARG, "cc_sampler_feed_tokens: token %lld at position "
+                           "%lld is outside 0..%lld (the %s vocabulary)", (long long)tokens[i],
+                           (long long)i, (long long)(s->V - 1), cc_encoding_name(s->cfg.encoding));
+    for (int64_t t = 0; t < n; t++) {
+        if (s->ph == PENDING) {
+            ct_status st = step_pending(s, false);
+            if (st != CT_OK) return st;
+        }
+        for (int64_t b = 0; b < s->B; b++) s->pend[b] = per_row ? tokens[b * n + t] : tokens[t];
+        s->ph = PENDING;
+    }
+    return CT_OK;
+}
+
+ct_status cc_sampler_feed_frames(cc_sampler *s, const uint8_t *frames, int64_t n, bool per_row) {
+    if (!s) return CT_E_NULL;
+    if (!s->roll)
+        return sfail(s, CT_E_ARG, "cc_sampler_feed_frames: the %s model takes tokens "
+                     "(cc_sampler_feed_tokens)", cc_encoding_name(s->cfg.encoding));
+    if (n < 0 || (n > 0 && !frames))
+        return sfail(s, CT_E_ARG, "cc_sampler_feed_frames: %s", n < 0 ? "n < 0" : "frames is NULL");
+    const int64_t K = CC_ROLL_KEYS;
+    for (int64_t t = 0; t < n; t++) {
+        if (s->ph == PENDING) {
+            ct_status st = step_pending(s, false);
+            if (st != CT_OK) return st;
+        }
+        for (int64_t b = 0; b < s->B; b++) {
+            const uint8_t *f = frames + (per_row ? (b * n + t) : t) * K;
+            for (int64_t k = 0; k < K; k++) s->x[b * K + k] = f[k] ? 1.0f : 0.0f;
+        }
+        s->ph = PENDING;
+    }
+    return CT_OK;
+}
+
+ct_status cc_sampler_logits(cc_sampler *s, const float **logits) {
+    if (logits) *logits = NULL;
+    if (!s) return CT_E_NULL;
+    if (s->ph == FRESH) {
+        if (s->roll) {
+            memset(s->x, 0, sizeof(float) * (size_t)(s->B * s->E));
+        } else {
+            int64_t t = cc_start_token(&s->cfg);
+            for (int64_t b = 0; b < s->B; b++) s->pend[b] = t;
+        }
+        s->ph = PENDING;
+    }
+    if (s->ph == PENDING) {
+        ct_status st = step_pending(s, true);
+        if (st != CT_OK) return st;
+        s->ph = READY;
+    }
+    if (logits) *logits = s->logits;
+    return CT_OK;
+}
+
+ct_status cc_sampler_next_tokens(cc_sampler *s, int64_t *out) {
+    if (!s) return CT_E_NULL;
+    if (s->roll)
+        return sfail(s, CT_E_ARG, "cc_sampler_next_tokens: the %s model makes frames "
+                     "(cc_sampler_next_frames)", "piano-roll");
+    if (!out) return sfail(s, CT_E_NULL, "cc_sampler_next_tokens: %s is NULL", "out");
+    ct_status st = cc_sampler_logits(s, NULL);
+    if (st != CT_OK) return st;
+    for (int64_t b = 0; b < s->B; b++)
+        s->pend[b] = out[b] = pick(s->logits + b * s->V, s->V, &s->o, &s->rngs[b], s->wp, s->wi);
+    s->ph = PENDING;
+    return CT_OK;
+}
+
+ct_status cc_sampler_next_frames(cc_sampler *s, uint8_t *out) {
+    if (!s) return CT_E_NULL;
+    if (!s->roll)
+        return sfail(s, CT_E_ARG, "cc_sampler_next_frames: the %s model makes tokens "
+                     "(cc_sampler_next_tokens)", cc_encoding_name(s->cfg.encoding));
+    if (!out) return sfail(s, CT_E_NULL, "cc_sampler_next_frames: %s is NULL", "out");
+    ct_status st = cc_sampler_logits(s, NULL);
+    if (st != CT_OK) return st;
+    const int64_t K = CC_ROLL_KEYS;
+    const float T = s->o.temperature;
+    for (int64_t b = 0; b < s->B; b++) {
+        const float *z = s->logits + b * K;
+        for (int64_t k = 0; k < K; k++) {
+            bool on;
+            if (T == 0.0f) {
+                on = z[k] > 0.0f;
+            } else {
+                double p = 1.0 / (1.0 + exp(-(double)z[k] / (double)T));
+                on = ct_rng_uniform(&s->rngs[b]) < p;
+            }
+            out[b * K + k] = on;
+            s->x[b * K + k] = on ? 1.0f : 0.0f;
+        }
+    }
+    s->ph = PENDING;
+    return CT_OK;
+}
+
+/* ---- one call ---------------------------------------------------------------------------------- */
+ct_status cc_sample_tokens(ct_module *model, const cc_sample_opts *o, ct_rng *rng,
+                           const int64_t *primer, int64_t primer_len, int64_t batch,
+                           int64_t steps, int64_t *out) {
+    if (!model) return CT_E_NULL;
+    if (steps < 0 || (steps > 0 && !out))
+        return ct_fail(model->ctx, CT_E_ARG, "cc_sample_tokens: steps %lld%s", (long long)steps,
+                       steps < 0 ? " < 0" : " with out NULL");
+    cc_sampler *s = cc_sampler_new(model, batch, o, rng);
+    if (!s) return ct_ctx_status(model->ctx);
+    ct_status st = cc_sampler_feed_tokens(s, primer, primer_len, false);
+    int64_t *row = st == CT_OK ? malloc(sizeof(int64_t) * (size_t)batch) : NULL;
+    if (st == CT_OK && !row) st = ct_fail(model->ctx, CT_E_NOMEM, "cc_sample_tokens: out of memory");
+    for (int64_t t = 0; st == CT_OK && t < steps; t++) {
+        st = cc_sampler_next_tokens(s, row);
+        for (int64_t b = 0; st == CT_OK && b < batch; b++) out[b * steps + t] = row[b];
+    }
+    free(row);
+    cc_sampler_free(s);
+    return st;
+}
+
+ct_status cc_sample_frames(ct_module *model, const cc_sample_opts *o, ct_rng *rng,
+                           const uint8_t *primer, int64_t primer_len, int64_t batch,
+                           int64_t steps, uint8_t *out) {
+    if (!model) return CT_E_NULL;
+    if (steps < 0 || (steps > 0 && !out))
+        return ct_fail(model->ctx, CT_E_ARG, "cc_sample_frames: steps %lld%s", (long long)steps,
+                       steps < 0 ? " < 0" : " with out NULL");
+    cc_sampler *s = cc_sampler_new(model, batch, o, rng);
+    if (!s) return ct_ctx_status(model->ctx);
+    const int64_t K = CC_ROLL_KEYS;
+    ct_status st = cc_sampler_feed_frames(s, primer, primer_len, false);
+    uint8_t *row = st == CT_OK ? malloc((size_t)(batch * K)) : NULL;
+    if (st == CT_OK && !row) st = ct_fail(model->ctx, CT_E_NOMEM, "cc_sample_frames: out of memory");
+    for (int64_t t = 0; st == CT_OK && t < steps; t++) {
+        st = cc_sampler_next_frames(s, row);
+        for (int64_t b = 0; st == CT_OK && b < batch; b++)
+            memcpy(out + (b * steps + t) * K, row + b * K, (size_t)K);
+    }
+    free(row);
+    cc_sampler_free(s);
+    return st;
+}

@@ -1,0 +1,100 @@
+/* models/sampler.h — generation from a composer (models/composer.h), step by step, with no
+ * graph and no tensor allocation per step.
+ *
+ * HOW A STEP WORKS. The RNN advances one step with ct_rnn_step_f32 (engine/rnn.h) on the
+ * input (an embedding row, or a frame of 88 keys), the output projection is one GEMV (B = 1)
+ * or GEMM against out.weight, and the choice is made on a float buffer:
+ *   token model: z = logits / temperature; optional top-k (the k largest, ties to the lower
+ *     token), then optional top-p (nucleus: the smallest set of the most likely tokens whose
+ *     probability reaches top_p of what is left; at least one token), then one draw from the
+ *     renormalised softmax. temperature 0 is greedy: the argmax (the lowest token among equal
+ *     maxima), with no draw; top_k 1 is the same choice at any temperature.
+ *   piano roll: each key on independently with probability sigmoid(logit / temperature);
+ *     temperature 0 turns on the keys whose logit is > 0. top-k / top-p do not apply.
+ *
+ * PRIMERS. cc_sampler_feed_* runs given steps through the RNN (a primer, or the notes being
+ * played live); the last one fed is the input whose output predicts the next step, exactly as
+ * in training (inputs = steps [0, n-1), targets = steps [1, n)). With nothing fed, the first
+ * input is the encoding's start step (cc_start_token: melody no-event, performance a velocity
+ * event, audio mu-law silence, a silent frame for the piano roll, token 0 otherwise), which is
+ * not part of the output.
+ *
+ * RANDOMNESS. cc_sampler_new forks one stream per row from the caller's generator
+ * (ct_rng_fork(rng, b)) and then advances the caller's generator by one draw, so a sample
+ * depends only on the seed, the row, the model and the options: row b of a batch of 8 is row
+ * b of a batch of 2, and the same seed gives the same samples on every machine.
+ *
+ * OWNERSHIP. A sampler is the caller's (cc_sampler_free; NULL is a no-op); it borrows the
+ * model, which must outlive it (training the model between steps is fine: weights are read at
+ * every step). Errors are a status plus a message in the model's context.
+ */
+#ifndef CC_SAMPLER_H
+#define CC_SAMPLER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/nn.h"
+#include "engine/rng.h"
+#include "models/config.h"
+
+typedef struct cc_sample_opts {
+    float temperature;   /* >= 0, finite; 0 = greedy */
+    int top_k;           /* >= 0; 0 = no limit (token models) */
+    float top_p;         /* in [0, 1]; 1 = no limit; 0 keeps only the most likely token */
+} cc_sample_opts;
+
+/* temperature 1, top_k 0, top_p 1: plain sampling from the model's distribution. */
+cc_sample_opts cc_sample_defaults(void);
+
+/* The first input when nothing was fed (token models; -1 for a piano roll or a bad config). */
+int64_t cc_start_token(const cc_config *c);
+
+/* Picks one token from n logits with o's rules (above), drawing at most one uniform from rng
+ * (none when greedy). work_p and work_i need n entries each, or both NULL (then allocated
+ * here). Returns the token, or -1 for bad arguments (n < 1, bad options, no rng when one is
+ * needed) or when no allocation was possible. NaN logits count as -infinity; if all are,
+ * the result is token 0. */
+int64_t cc_pick_token(const float *logits, int64_t n, const cc_sample_opts *o, ct_rng *rng,
+                      float *work_p, int32_t *work_i);
+
+/* ---- the stepwise sampler -------------------------------------------------------------------- */
+typedef struct cc_sampler cc_sampler;
+
+/* A sampler of `batch` independent rows (>= 1) for a composer; o may be NULL (defaults).
+ * NULL + error in the model's context. */
+cc_sampler *cc_sampler_new(ct_module *model, int64_t batch, const cc_sample_opts *o, ct_rng *rng);
+void cc_sampler_free(cc_sampler *s);
+/* Back to the start (zero state, nothing fed); the random streams go on. */
+void cc_sampler_reset(cc_sampler *s);
+ct_status cc_sampler_set_opts(cc_sampler *s, const cc_sample_opts *o);
+int64_t cc_sampler_batch(const cc_sampler *s);
+
+/* Feeds n >= 0 steps: tokens[t] to every row (per_row false), or tokens[b * n + t] to row b.
+ * Token models only; a token outside 0..vocab-1 is CT_E_ARG (nothing fed). */
+ct_status cc_sampler_feed_tokens(cc_sampler *s, const int64_t *tokens, int64_t n, bool per_row);
+/* Feeds n frames of 88 keys (nonzero = on): frames[t * 88 + k] to every row, or
+ * frames[(b * n + t) * 88 + k] to row b. Piano roll only. */
+ct_status cc_sampler_feed_frames(cc_sampler *s, const uint8_t *frames, int64_t n, bool per_row);
+
+/* The logits [batch, vocab] for the next step (computed once; valid until the sampler is
+ * next changed). Steps the start input when nothing was fed. */
+ct_status cc_sampler_logits(cc_sampler *s, const float **logits);
+/* Chooses the next step of every row (out: batch tokens, or batch x 88 key bits) and feeds it
+ * back, so calling it again continues the piece. */
+ct_status cc_sampler_next_tokens(cc_sampler *s, int64_t *out);
+ct_status cc_sampler_next_frames(cc_sampler *s, uint8_t *out);
+
+/* ---- one call --------------------------------------------------------------------------------- */
+/* batch rows of `steps` new tokens after the primer (primer_len tokens shared by every row;
+ * 0: start from cc_start_token) into out [batch, steps] (row-major). o may be NULL. */
+ct_status cc_sample_tokens(ct_module *model, const cc_sample_opts *o, ct_rng *rng,
+                           const int64_t *primer, int64_t primer_len, int64_t batch,
+                           int64_t steps, int64_t *out);
+/* The same for a piano roll: primer_len frames of 88 (0: a silent start); out [batch, steps,
+ * 88] of 0/1. */
+ct_status cc_sample_frames(ct_module *model, const cc_sample_opts *o, ct_rng *rng,
+                           const uint8_t *primer, int64_t primer_len, int64_t batch,
+                           int64_t steps, uint8_t *out);
+
+#endif
