@@ -157,8 +157,9 @@ fuzz:
 	tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
 
 # Corpus-level checks (not unit tests): they read ../shared and skip cleanly without it.
-check-corpora:
+check-corpora: all
 	tests/corpus_check_midi.sh
+	tests/corpus_check_build.sh
 	tests/corpus_check_polyphonic.sh
 	tests/check_mido_interop.sh
 
@@ -186,7 +187,8 @@ demo: $(CANTOR) $(DEMO_BIN)
 
 # ---- set-up -----------------------------------------------------------------------------------
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev zlib1g-dev libsndfile1-dev check valgrind \
-                python3-numpy python3-mido clang libclang-rt-14-dev
+                python3-numpy python3-mido clang libclang-rt-14-dev \
+                openttd-openmsx simutrans-data
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	 if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \

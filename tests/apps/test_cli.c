@@ -76,6 +76,29 @@ START_TEST(test_render) {
 }
 END_TEST
 
+START_TEST(test_corpus) {
+    char out[16384];
+    mkdir("tmp", 0755);
+    remove("tmp/cli.corpus");
+    /* the fixtures hold broken files too: they are skipped with their reasons, not fatal */
+    ck_assert_int_eq(run("corpus build fixtures/midi -o tmp/cli.corpus --encoding performance --quiet", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "failed    regress/tick_2147483647.mid"));
+    ck_assert_ptr_nonnull(strstr(out, "wrote tmp/cli.corpus"));
+    ck_assert_int_eq(run("corpus stats tmp/cli.corpus", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "performance corpus"));
+    ck_assert_ptr_nonnull(strstr(out, "train"));
+    /* a file that is not a corpus, a bad encoding, missing -o */
+    ck_assert_int_eq(run("corpus stats fixtures/midi/drums.mid", out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "not a cantor corpus file"));
+    ck_assert_int_eq(run("corpus build fixtures/midi --encoding jazz -o tmp/x.corpus", out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--encoding 'jazz'"));
+    ck_assert_int_eq(run("corpus build fixtures/midi", out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "needs -o FILE"));
+    ck_assert_int_eq(run("corpus frob", out, sizeof out), 2);
+    remove("tmp/cli.corpus");
+}
+END_TEST
+
 Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cantor");
@@ -83,6 +106,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_version_and_help);
     tcase_add_test(tc, test_bad_flags);
     tcase_add_test(tc, test_render);
+    tcase_add_test(tc, test_corpus);
     suite_add_tcase(s, tc);
     return s;
 }
