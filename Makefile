@@ -181,9 +181,20 @@ $(DEMO_BIN): apps/examples/first_network.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+# The main job: build the default corpus (Debian's General MIDI music), train a melody composer
+# on it for a few minutes, and write a new piece as MIDI and WAV under build/demo/.
+DEMO_DIR   ?= build/demo
+DEMO_STEPS ?= 300
 demo: $(CANTOR) $(DEMO_BIN)
 	./$(CANTOR) --version
 	./$(DEMO_BIN)
+	@mkdir -p $(DEMO_DIR)
+	./$(CANTOR) corpus build --default -o $(DEMO_DIR)/default.corpus --encoding melody --quiet
+	./$(CANTOR) train --corpus $(DEMO_DIR)/default.corpus --out $(DEMO_DIR)/run --steps $(DEMO_STEPS) \
+	    --layers 2 --hidden 256 --batch 32 --window 128 --valid-every 100
+	./$(CANTOR) sample --ckpt $(DEMO_DIR)/run/model.safetensors --out $(DEMO_DIR)/sample.mid \
+	    --length 256 --temperature 0.9 --render $(DEMO_DIR)/sample.wav
+	@echo "demo: listen to $(DEMO_DIR)/sample.wav (or open $(DEMO_DIR)/sample.mid)"
 
 # ---- set-up -----------------------------------------------------------------------------------
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev zlib1g-dev libsndfile1-dev check valgrind \

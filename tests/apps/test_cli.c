@@ -99,6 +99,50 @@ START_TEST(test_corpus) {
 }
 END_TEST
 
+START_TEST(test_train_and_sample) {
+    char out[16384];
+    mkdir("tmp", 0755);
+    ck_assert_int_eq(run("corpus build fixtures/midi -o tmp/cli_t.corpus --encoding performance --quiet", out, sizeof out), 0);
+    ck_assert_int_eq(run("train --corpus tmp/cli_t.corpus --out tmp/cli_run --steps 12 --layers 1 --hidden 16 "
+                         "--embed 8 --batch 4 --window 24 --valid-every 6 --workers 1", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "model: performance LSTM 1x16"));
+    ck_assert_ptr_nonnull(strstr(out, "valid loss"));
+    ck_assert_ptr_nonnull(strstr(out, "saved tmp/cli_run/model.safetensors"));
+    struct stat st;
+    ck_assert_int_eq(stat("tmp/cli_run/metrics.jsonl", &st), 0);
+    ck_assert_int_gt(st.st_size, 100);
+    ck_assert_int_eq(run("sample --ckpt tmp/cli_run/model.safetensors --out tmp/cli_s.mid --length 64 --seed 7", out, sizeof out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "seed 7"));
+    ck_assert_int_eq(stat("tmp/cli_s.mid", &st), 0);
+    /* the same seed gives the same file */
+    FILE *a = fopen("tmp/cli_s.mid", "rb");
+    char b1[65536], b2[65536];
+    size_t n1 = fread(b1, 1, sizeof b1, a);
+    fclose(a);
+    ck_assert_int_eq(run("sample --ckpt tmp/cli_run/model.safetensors --out tmp/cli_s.mid --length 64 --seed 7", out, sizeof out), 0);
+    a = fopen("tmp/cli_s.mid", "rb");
+    size_t n2 = fread(b2, 1, sizeof b2, a);
+    fclose(a);
+    ck_assert_int_eq(n1, n2);
+    ck_assert_int_eq(memcmp(b1, b2, n1), 0);
+    /* errors: not a checkpoint, missing options, a bad cell, a GPU that is not there */
+    ck_assert_int_eq(run("sample --ckpt fixtures/midi/drums.mid --out tmp/x.mid", out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "fixtures/midi/drums.mid"));
+    ck_assert_int_eq(run("sample --ckpt tmp/cli_run/model.safetensors --out tmp/x.wav", out, sizeof out), 2);
+    ck_assert_int_eq(run("train --out tmp/cli_run", out, sizeof out), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--corpus FILE is required"));
+    ck_assert_int_eq(run("train --corpus tmp/cli_t.corpus --out tmp/cli_run --cell transformer", out, sizeof out), 2);
+    ck_assert_int_eq(run("train --corpus tmp/cli_t.corpus --out tmp/cli_run --device cuda:0", out, sizeof out), 2);
+    ck_assert_int_eq(run("train --corpus fixtures/midi/drums.mid --out tmp/cli_run", out, sizeof out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "not a cantor corpus file"));
+    remove("tmp/cli_s.mid");
+    remove("tmp/cli_run/model.safetensors");
+    remove("tmp/cli_run/metrics.jsonl");
+    remove("tmp/cli_run");
+    remove("tmp/cli_t.corpus");
+}
+END_TEST
+
 Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cantor");
@@ -107,6 +151,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_bad_flags);
     tcase_add_test(tc, test_render);
     tcase_add_test(tc, test_corpus);
+    tcase_add_test(tc, test_train_and_sample);
     suite_add_tcase(s, tc);
     return s;
 }
