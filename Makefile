@@ -147,6 +147,7 @@ fixtures:
 	$(PYTHON) tests/gen_golden.py
 	$(PYTHON) tests/gen_golden_layers.py
 	$(PYTHON) tests/gen_golden_optim.py
+	$(PYTHON) tests/gen_golden_rnn.py
 	$(PYTHON) tests/models/gen_golden_models.py
 	$(PYTHON) tests/gen_midi_fixtures.py
 	$(PYTHON) tests/gen_numpy_fixtures.py
