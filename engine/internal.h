@@ -187,6 +187,25 @@ void ct__storage_release(ct_ctx *ctx, ct_storage *s);
 void ct__bump_version(ct_tensor *t);
 void ct__node_release(ct_node *n);
 
+/* ---- file helpers (engine/fileio.c) ------------------------------------------------------ */
+/* Records "name: message" in ctx (when not NULL) and returns s. */
+ct_status ct__failf(ct_ctx *ctx, ct_status s, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A printable copy of n bytes for messages (non-printables as \xNN, "..." when cut). */
+const char *ct__esc(char *out, size_t cap, const char *in, size_t n);
+/* zlib's CRC-32 continued over n bytes of any size (start with crc = 0). */
+uint64_t ct__crc32(uint64_t crc, const void *p, size_t n);
+/* pread of exactly n bytes: the bytes read (< n at the end of the file) or -1 (errno). */
+int64_t ct__pread_full(int fd, void *buf, size_t n, uint64_t off);
+/* The atomic writer: ct__wf_open creates path.tmp; ct__wf_write appends (and keeps a CRC-32 of
+ * everything written in crc); ct__wf_finish(w, CT_OK) fsyncs, closes and renames it over path
+ * (then fsyncs the folder), or with an error status removes the temporary file. An existing
+ * file at path is never touched unless the whole write succeeded. Messages name the file. */
+typedef struct ct__wfile { ct_ctx *ctx; const char *path; char *tmp; int fd; uint64_t off; uint64_t crc; } ct__wfile;
+ct_status ct__wf_open(ct__wfile *w);
+ct_status ct__wf_write(ct__wfile *w, const void *p, size_t n);
+ct_status ct__wf_finish(ct__wfile *w, ct_status st);
+
 /* Host memory with the context's cache (used by the CPU backend). 64-byte aligned. */
 void *ct__host_alloc(ct_ctx *ctx, size_t nbytes);
 void ct__host_free(ct_ctx *ctx, void *p, size_t nbytes);

@@ -57,74 +57,25 @@ static void wr32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uLong crc_update(uLong crc, const void *p, size_t n) {
-    const Bytef *b = p;
-    while (n > 0) {
-        uInt k = n > CRC_CHUNK ? CRC_CHUNK : (uInt)n;
-        crc = crc32(crc, b, k);
-        b += k;
-        n -= k;
-    }
-    return crc;
-}
 
-/* Printable copy of n bytes for messages: non-printables as \xNN, "..." when cut. */
-static const char *esc(char *out, size_t cap, const char *in, size_t n) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (o + 8 >= cap) { strcpy(out + o, "..."); return out; }
-        if (c >= 32 && c < 127) out[o++] = (char)c;
-        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
-    }
-    out[o] = 0;
-    return out;
-}
 
-/* Records "name: message". */
-static ct_status failf(ct_ctx *ctx, ct_status s, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static ct_status failf(ct_ctx *ctx, ct_status s, const char *name, const char *fmt, ...) {
-    char detail[CT_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    if (ctx) ct_fail(ctx, s, "%s: %s", name, detail);
-    return s;
-}
 
-/* pread of exactly n bytes; returns the bytes read (< n at end of file) or -1 (errno). */
-static int64_t pread_full(int fd, void *buf, size_t n, uint64_t off) {
-    size_t got = 0;
-    while (got < n) {
-        size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
-        ssize_t r = pread(fd, (char *)buf + got, want, (off_t)(off + got));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (r == 0) break;
-        got += (size_t)r;
-    }
-    return (int64_t)got;
-}
 
 static int open_read(ct_ctx *ctx, const char *path, uint64_t *size) {
     if (!path) { ct_fail(ctx, CT_E_ARG, "npy: the path is NULL"); return -1; }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        failf(ctx, CT_E_IO, path, "cannot open for reading: %s", strerror(errno));
+        ct__failf(ctx, CT_E_IO, path, "cannot open for reading: %s", strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        failf(ctx, CT_E_IO, path, "cannot stat: %s", strerror(errno));
+        ct__failf(ctx, CT_E_IO, path, "cannot stat: %s", strerror(errno));
         close(fd);
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        failf(ctx, CT_E_IO, path, "not a regular file (%s)",
+        ct__failf(ctx, CT_E_IO, path, "not a regular file (%s)",
               S_ISDIR(st.st_mode) ? "a directory" : "a device, pipe or socket");
         close(fd);
         return -1;
@@ -157,11 +108,11 @@ typedef struct src {
 
 static ct_status src_fill_input(src *s) {
     size_t k = s->in_left > ZIP_CHUNK ? ZIP_CHUNK : (size_t)s->in_left;
-    int64_t r = pread_full(s->fd, s->in_buf, k, s->in_off);
-    if (r < 0) return failf(s->ctx, CT_E_IO, s->name, "read failed at byte %llu: %s",
+    int64_t r = ct__pread_full(s->fd, s->in_buf, k, s->in_off);
+    if (r < 0) return ct__failf(s->ctx, CT_E_IO, s->name, "read failed at byte %llu: %s",
                             (ull)s->in_off, strerror(errno));
     if ((size_t)r < k)
-        return failf(s->ctx, CT_E_FORMAT, s->name, "the archive ends inside the compressed data "
+        return ct__failf(s->ctx, CT_E_FORMAT, s->name, "the archive ends inside the compressed data "
                      "(at byte %llu); it is truncated: write it again", (ull)(s->in_off + (uint64_t)r));
     s->in_off += k;
     s->in_left -= k;
@@ -179,7 +130,7 @@ static ct_status src_inflate(src *s, uint8_t *dst, size_t n) {
         while (s->z.avail_out > 0) {
             if (s->z.avail_in == 0) {
                 if (s->in_left == 0)
-                    return failf(s->ctx, CT_E_FORMAT, s->name, "the deflate stream ends after "
+                    return ct__failf(s->ctx, CT_E_FORMAT, s->name, "the deflate stream ends after "
                                  "%llu of the %llu bytes the zip directory promises; the archive "
                                  "is corrupt: write it again", (ull)(s->pos + (k - s->z.avail_out)),
                                  (ull)s->total);
@@ -188,11 +139,11 @@ static ct_status src_inflate(src *s, uint8_t *dst, size_t n) {
             }
             int r = inflate(&s->z, Z_NO_FLUSH);
             if (r == Z_STREAM_END && s->z.avail_out > 0)
-                return failf(s->ctx, CT_E_FORMAT, s->name, "the deflate stream ends after %llu "
+                return ct__failf(s->ctx, CT_E_FORMAT, s->name, "the deflate stream ends after %llu "
                              "bytes, but the zip directory says %llu; the archive is corrupt: "
                              "write it again", (ull)(s->pos + (k - s->z.avail_out)), (ull)s->total);
             if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR)
-                return failf(s->ctx, CT_E_FORMAT, s->name, "corrupt deflate data (zlib: %s); the "
+                return ct__failf(s->ctx, CT_E_FORMAT, s->name, "corrupt deflate data (zlib: %s); the "
                              "archive is damaged: write it again", s->z.msg ? s->z.msg : "error");
         }
         dst += k;
@@ -205,23 +156,23 @@ static ct_status src_inflate(src *s, uint8_t *dst, size_t n) {
 static ct_status src_read(src *s, void *dst, size_t n) {
     if (n == 0) return CT_OK;
     if (n > s->total - s->pos)   /* never reached: the parser checks first */
-        return failf(s->ctx, CT_E_FORMAT, s->name, "truncated at byte %llu", (ull)s->total);
+        return ct__failf(s->ctx, CT_E_FORMAT, s->name, "truncated at byte %llu", (ull)s->total);
     ct_status st = CT_OK;
     if (s->kind == SRC_MEM) {
         memcpy(dst, s->mem + s->pos, n);
     } else if (s->kind == SRC_FD) {
-        int64_t r = pread_full(s->fd, dst, n, s->base + s->pos);
+        int64_t r = ct__pread_full(s->fd, dst, n, s->base + s->pos);
         if (r < 0)
-            return failf(s->ctx, CT_E_IO, s->name, "read failed at byte %llu: %s",
+            return ct__failf(s->ctx, CT_E_IO, s->name, "read failed at byte %llu: %s",
                          (ull)s->pos, strerror(errno));
         if ((size_t)r < n)
-            return failf(s->ctx, CT_E_FORMAT, s->name, "the file ended at byte %llu while "
+            return ct__failf(s->ctx, CT_E_FORMAT, s->name, "the file ended at byte %llu while "
                          "reading (did it shrink while being read?)", (ull)(s->pos + (uint64_t)r));
     } else {
         st = src_inflate(s, dst, n);
         if (st) return st;
     }
-    if (s->crc_on) s->crc = crc_update(s->crc, dst, n);
+    if (s->crc_on) s->crc = (uLong)ct__crc32(s->crc, dst, n);
     s->pos += n;
     return CT_OK;
 }
@@ -253,10 +204,10 @@ static ct_status hp_fail(hparse *p, const char *fmt, ...) {
     va_end(ap);
     size_t show = p->n;
     while (show > 0 && (p->h[show - 1] == ' ' || p->h[show - 1] == '\n')) show--;
-    return failf(p->s->ctx, CT_E_FORMAT, p->s->name,
+    return ct__failf(p->s->ctx, CT_E_FORMAT, p->s->name,
                  "malformed header at byte %llu: %s; the header is \"%s\", expected a Python dict "
                  "like %s: the file was not written by numpy or is damaged; " NPY_FIX_HINT,
-                 (ull)(p->base + p->i), detail, esc(text, sizeof text, p->h, show),
+                 (ull)(p->base + p->i), detail, ct__esc(text, sizeof text, p->h, show),
                  NPY_DICT_EXAMPLE);
 }
 
@@ -271,7 +222,7 @@ static const char *hp_here(hparse *p, char *buf, size_t cap) {
     if (p->i >= p->n) return "the end of the header";
     size_t k = p->n - p->i < 12 ? p->n - p->i : 12;
     char e[64];
-    snprintf(buf, cap, "'%s'", esc(e, sizeof e, p->h + p->i, k));
+    snprintf(buf, cap, "'%s'", ct__esc(e, sizeof e, p->h + p->i, k));
     return buf;
 }
 
@@ -382,7 +333,7 @@ static ct_status parse_header(src *s, const char *h, size_t n, uint64_t base, np
         hp_ws(&p);
         if (!long_key && strcmp(key, "descr") == 0 && !have_descr) {
             if (p.i < p.n && p.h[p.i] == '[')
-                return failf(s->ctx, CT_E_FORMAT, s->name, "header field 'descr' (byte %llu) is a "
+                return ct__failf(s->ctx, CT_E_FORMAT, s->name, "header field 'descr' (byte %llu) is a "
                              "list of fields: structured dtypes are not supported; cantor reads "
                              "'<f4' (float32) and '<i8' (int64): save each field as its own array",
                              (ull)(base + p.i));
@@ -401,7 +352,7 @@ static ct_status parse_header(src *s, const char *h, size_t n, uint64_t base, np
             p.i = key_at;
             char e[48];
             return hp_fail(&p, "unexpected or repeated key '%s' (a header has exactly 'descr', "
-                           "'fortran_order' and 'shape')", esc(e, sizeof e, key, strlen(key)));
+                           "'fortran_order' and 'shape')", ct__esc(e, sizeof e, key, strlen(key)));
         }
         hp_ws(&p);
         if (p.i < p.n && p.h[p.i] == ',') { p.i++; continue; }
@@ -423,7 +374,7 @@ static ct_status check_dtype(src *s, const npy_info *info, uint64_t hdr_off, ct_
     if (!info->descr_too_long && strcmp(d, "<f4") == 0) { *dt = CT_F32; return CT_OK; }
     if (!info->descr_too_long && strcmp(d, "<i8") == 0) { *dt = CT_I64; return CT_OK; }
     char e[64];
-    esc(e, sizeof e, d, strlen(d));
+    ct__esc(e, sizeof e, d, strlen(d));
     const char *body = d + (d[0] == '<' || d[0] == '>' || d[0] == '|' || d[0] == '=');
     const char *fix, *what = "";
     if (d[0] == '>' && (strcmp(body, "f4") == 0 || strcmp(body, "i8") == 0)) {
@@ -444,7 +395,7 @@ static ct_status check_dtype(src *s, const npy_info *info, uint64_t hdr_off, ct_
     } else {
         fix = "convert with arr.astype(np.float32) or arr.astype(np.int64) before saving";
     }
-    return failf(s->ctx, CT_E_FORMAT, s->name, "dtype '%s'%s (header field 'descr', byte %llu) is "
+    return ct__failf(s->ctx, CT_E_FORMAT, s->name, "dtype '%s'%s (header field 'descr', byte %llu) is "
                  "not supported; cantor reads '<f4' (float32) and '<i8' (int64): %s", e, what,
                  (ull)hdr_off, fix);
 }
@@ -468,14 +419,14 @@ static ct_tensor *npy_read(src *s) {
         for (size_t i = 0; i < npre && i < 6; i++)
             o += (size_t)snprintf(hex + o, sizeof hex - o, "%s%02x", i ? " " : "", pre[i]);
         bool zip = npre >= 4 && memcmp(pre, "PK\x03\x04", 4) == 0;
-        failf(s->ctx, CT_E_FORMAT, s->name, "not a .npy file: bytes 0-%zu are %s, expected the "
+        ct__failf(s->ctx, CT_E_FORMAT, s->name, "not a .npy file: bytes 0-%zu are %s, expected the "
               "magic \\x93NUMPY (93 4e 55 4d 50 59); %s", (npre < 6 ? npre : 6) - 1, hex,
               zip ? "this is a zip archive (an .npz?): open it with ct_npz_open"
                   : "write the file with np.save or ct_npy_save");
         return NULL;
     }
     if (npre < 10) {
-        failf(s->ctx, CT_E_FORMAT, s->name, "truncated: the file has %llu bytes, a .npy file has "
+        ct__failf(s->ctx, CT_E_FORMAT, s->name, "truncated: the file has %llu bytes, a .npy file has "
               "at least 10 (magic, version, header length); it was cut off: " NPY_FIX_HINT,
               (ull)s->total);
         return NULL;
@@ -487,7 +438,7 @@ static ct_tensor *npy_read(src *s) {
         prefix = 10;
     } else if ((major == 2 || major == 3) && minor == 0) {
         if (s->total < 12) {
-            failf(s->ctx, CT_E_FORMAT, s->name, "truncated: the file has %llu bytes, a version "
+            ct__failf(s->ctx, CT_E_FORMAT, s->name, "truncated: the file has %llu bytes, a version "
                   "%d.0 .npy file has at least 12; it was cut off: " NPY_FIX_HINT, (ull)s->total,
                   major);
             return NULL;
@@ -496,18 +447,18 @@ static ct_tensor *npy_read(src *s) {
         hlen = rd32(pre + 8);
         prefix = 12;
     } else {
-        failf(s->ctx, CT_E_FORMAT, s->name, "format version %d.%d (bytes 6-7) is not supported; "
+        ct__failf(s->ctx, CT_E_FORMAT, s->name, "format version %d.%d (bytes 6-7) is not supported; "
               "cantor reads versions 1.0, 2.0 and 3.0: save with np.save", major, minor);
         return NULL;
     }
     if (hlen > s->total - prefix) {
-        failf(s->ctx, CT_E_FORMAT, s->name, "the header length at byte 8 is %llu bytes, but only "
+        ct__failf(s->ctx, CT_E_FORMAT, s->name, "the header length at byte 8 is %llu bytes, but only "
               "%llu bytes follow (file size %llu): the file is truncated or damaged; " NPY_FIX_HINT,
               (ull)hlen, (ull)(s->total - prefix), (ull)s->total);
         return NULL;
     }
     if (hlen > NPY_MAX_HEADER) {
-        failf(s->ctx, CT_E_FORMAT, s->name, "the header length at byte 8 is %llu bytes; cantor "
+        ct__failf(s->ctx, CT_E_FORMAT, s->name, "the header length at byte 8 is %llu bytes; cantor "
               "accepts headers up to %u bytes (numpy writes a few hundred): the file is damaged; "
               NPY_FIX_HINT, (ull)hlen, NPY_MAX_HEADER);
         return NULL;
@@ -527,13 +478,13 @@ static ct_tensor *npy_read(src *s) {
     if (check_dtype(s, &info, prefix, &dt)) return NULL;
     char shp[160];
     if (info.ndim > CT_MAX_DIMS) {
-        failf(s->ctx, CT_E_FORMAT, s->name, "header field 'shape' has %d dims; cantor tensors have "
+        ct__failf(s->ctx, CT_E_FORMAT, s->name, "header field 'shape' has %d dims; cantor tensors have "
               "at most %d: reshape the array (arr.reshape(...)) before saving", info.ndim, CT_MAX_DIMS);
         return NULL;
     }
     fmt_pyshape(info.ndim, info.shape, shp, sizeof shp);
     if (info.fortran) {
-        failf(s->ctx, CT_E_FORMAT, s->name, "header field 'fortran_order' is True (shape %s); cantor "
+        ct__failf(s->ctx, CT_E_FORMAT, s->name, "header field 'fortran_order' is True (shape %s); cantor "
               "reads C-order arrays only: save with np.save(path, np.ascontiguousarray(arr))", shp);
         return NULL;
     }
@@ -551,7 +502,7 @@ static ct_tensor *npy_read(src *s) {
         char want[40];
         if (overflow || numel > UINT64_MAX / item) snprintf(want, sizeof want, "more than 2^63");
         else snprintf(want, sizeof want, "%llu", (ull)(numel * item));
-        failf(s->ctx, CT_E_FORMAT, s->name, "data size mismatch: the header says shape %s of '%s' "
+        ct__failf(s->ctx, CT_E_FORMAT, s->name, "data size mismatch: the header says shape %s of '%s' "
               "= %s bytes from byte %llu, but the file has %llu bytes there (file size %llu): the "
               "file is %s; " NPY_FIX_HINT, shp, info.descr, want, (ull)data_off, (ull)avail,
               (ull)s->total, !overflow && numel * item > avail ? "truncated" : "damaged");
@@ -582,7 +533,7 @@ static ct_tensor *npy_read_scoped(src *s, ct_status (*finish)(src *s)) {
 ct_tensor *ct_npy_load_mem(ct_ctx *ctx, const void *buf, size_t n, const char *name) {
     if (!ctx) return NULL;
     if (!name) name = "<memory>";
-    if (!buf && n > 0) { failf(ctx, CT_E_ARG, name, "npy_load_mem: the buffer is NULL"); return NULL; }
+    if (!buf && n > 0) { ct__failf(ctx, CT_E_ARG, name, "npy_load_mem: the buffer is NULL"); return NULL; }
     src s = {.ctx = ctx, .name = name, .kind = SRC_MEM, .mem = buf, .total = n};
     return npy_read_scoped(&s, NULL);
 }
@@ -610,13 +561,13 @@ typedef struct wr {
 
 static ct_status wr_bytes(wr *w, const void *p, size_t n) {
     const char *b = p;
-    if (w->crc_on) w->crc = crc_update(w->crc, p, n);
+    if (w->crc_on) w->crc = (uLong)ct__crc32(w->crc, p, n);
     while (n > 0) {
         size_t k = n > (1u << 30) ? (1u << 30) : n;
         ssize_t r = write(w->fd, b, k);
         if (r < 0) {
             if (errno == EINTR) continue;
-            return failf(w->ctx, CT_E_IO, w->path, "write failed at byte %llu: %s",
+            return ct__failf(w->ctx, CT_E_IO, w->path, "write failed at byte %llu: %s",
                          (ull)w->off, strerror(errno));
         }
         b += r;
@@ -656,7 +607,7 @@ static ct_status wr_tensor_data(wr *w, const ct_tensor *t) {
     if (t->storage->device.type == CT_CPU && ct_is_contiguous(t) && host_is_le())
         return wr_bytes(w, ct_data(t), (size_t)nbytes);
     void *buf = malloc((size_t)nbytes);
-    if (!buf) return failf(w->ctx, CT_E_NOMEM, w->path, "out of memory (%llu bytes) copying the "
+    if (!buf) return ct__failf(w->ctx, CT_E_NOMEM, w->path, "out of memory (%llu bytes) copying the "
                            "tensor to the host", (ull)nbytes);
     ct_status st = ct_copy_to_host(t, buf, (size_t)nbytes);
     if (!st) {
@@ -669,10 +620,10 @@ static ct_status wr_tensor_data(wr *w, const ct_tensor *t) {
 
 static ct_status check_tensor(ct_ctx *ctx, const char *path, const ct_tensor *t, const char *what) {
     if (t->dtype != CT_F32 && t->dtype != CT_I64)
-        return failf(ctx, CT_E_DTYPE, path, "%s has dtype %d; .npy files hold float32 or int64",
+        return ct__failf(ctx, CT_E_DTYPE, path, "%s has dtype %d; .npy files hold float32 or int64",
                      what, (int)t->dtype);
     if (t->ndim < 0 || t->ndim > CT_MAX_DIMS)
-        return failf(ctx, CT_E_SHAPE, path, "%s has %d dims", what, t->ndim);
+        return ct__failf(ctx, CT_E_SHAPE, path, "%s has %d dims", what, t->ndim);
     return CT_OK;
 }
 
@@ -680,12 +631,12 @@ static ct_status check_tensor(ct_ctx *ctx, const char *path, const ct_tensor *t,
 static ct_status tmp_open(wr *w, char **tmp) {
     size_t n = strlen(w->path);
     *tmp = malloc(n + 5);
-    if (!*tmp) return failf(w->ctx, CT_E_NOMEM, w->path, "out of memory");
+    if (!*tmp) return ct__failf(w->ctx, CT_E_NOMEM, w->path, "out of memory");
     memcpy(*tmp, w->path, n);
     memcpy(*tmp + n, ".tmp", 5);
     w->fd = open(*tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (w->fd < 0) {
-        ct_status st = failf(w->ctx, CT_E_IO, w->path, "cannot create the temporary file %s: %s",
+        ct_status st = ct__failf(w->ctx, CT_E_IO, w->path, "cannot create the temporary file %s: %s",
                              *tmp, strerror(errno));
         free(*tmp);
         *tmp = NULL;
@@ -698,11 +649,11 @@ static ct_status tmp_open(wr *w, char **tmp) {
 /* fsync, close and rename the temporary file over path (st == CT_OK), or remove it. */
 static ct_status tmp_finish(wr *w, char *tmp, ct_status st) {
     if (!st && fsync(w->fd) != 0)
-        st = failf(w->ctx, CT_E_IO, w->path, "fsync of %s failed: %s", tmp, strerror(errno));
+        st = ct__failf(w->ctx, CT_E_IO, w->path, "fsync of %s failed: %s", tmp, strerror(errno));
     if (close(w->fd) != 0 && !st)
-        st = failf(w->ctx, CT_E_IO, w->path, "close of %s failed: %s", tmp, strerror(errno));
+        st = ct__failf(w->ctx, CT_E_IO, w->path, "close of %s failed: %s", tmp, strerror(errno));
     if (!st && rename(tmp, w->path) != 0)
-        st = failf(w->ctx, CT_E_IO, w->path, "cannot rename %s to it: %s", tmp, strerror(errno));
+        st = ct__failf(w->ctx, CT_E_IO, w->path, "cannot rename %s to it: %s", tmp, strerror(errno));
     if (st) {
         unlink(tmp);
     } else {
@@ -756,29 +707,29 @@ ct_status ct_npz_save(const char *path, int n, const char *const *names,
         if (ts[i]) ctx = ts[i]->ctx;
     if (!path || !*path) return ct_fail(ctx, CT_E_ARG, "npz_save: the path is NULL or empty");
     if (n < 0 || (n > 0 && (!names || !ts)))
-        return failf(ctx, CT_E_ARG, path, "npz_save: %d members with names %p and tensors %p", n,
+        return ct__failf(ctx, CT_E_ARG, path, "npz_save: %d members with names %p and tensors %p", n,
                      (const void *)names, (const void *)ts);
     if (n > 0xffff)
-        return failf(ctx, CT_E_UNSUPPORTED, path, "%d members; a zip without zip64 holds at most "
+        return ct__failf(ctx, CT_E_UNSUPPORTED, path, "%d members; a zip without zip64 holds at most "
                      "65535: split them over several archives", n);
     for (int i = 0; i < n; i++) {
         if (!names[i] || !*names[i])
-            return failf(ctx, CT_E_ARG, path, "member %d has %s name; give every tensor a key", i,
+            return ct__failf(ctx, CT_E_ARG, path, "member %d has %s name; give every tensor a key", i,
                          names[i] ? "an empty" : "a NULL");
         if (strlen(names[i]) > 0xffff - 4)
-            return failf(ctx, CT_E_ARG, path, "member %d's name is longer than 65531 bytes", i);
+            return ct__failf(ctx, CT_E_ARG, path, "member %d's name is longer than 65531 bytes", i);
         if (!ts[i])
-            return failf(ctx, CT_E_NULL, path, "tensor %d ('%s') is NULL (did an earlier op fail?)",
+            return ct__failf(ctx, CT_E_NULL, path, "tensor %d ('%s') is NULL (did an earlier op fail?)",
                          i, names[i]);
         ct_status st = check_tensor(ctx, path, ts[i], names[i]);
         if (st) return st;
         for (int j = 0; j < i; j++)
             if (strcmp(names[i], names[j]) == 0)
-                return failf(ctx, CT_E_ARG, path, "the name '%s' is used twice (members %d and %d); "
+                return ct__failf(ctx, CT_E_ARG, path, "the name '%s' is used twice (members %d and %d); "
                              "keys must be distinct", names[i], j, i);
     }
     zmember *m = calloc((size_t)(n ? n : 1), sizeof *m);
-    if (!m) return failf(ctx, CT_E_NOMEM, path, "out of memory");
+    if (!m) return ct__failf(ctx, CT_E_NOMEM, path, "out of memory");
     wr w = {.ctx = ctx, .path = path, .fd = -1};
     char *tmp;
     ct_status st = tmp_open(&w, &tmp);
@@ -792,7 +743,7 @@ ct_status ct_npz_save(const char *path, int n, const char *const *names,
         uint64_t size = np + npy_data_bytes(t);
         size_t nl = strlen(names[i]) + 4;
         if (w.off > ZIP_LIMIT || size >= ZIP_LIMIT || w.off + 30 + nl + size > ZIP_LIMIT) {
-            st = failf(ctx, CT_E_UNSUPPORTED, path, "member '%s': %s", names[i], too_big);
+            st = ct__failf(ctx, CT_E_UNSUPPORTED, path, "member '%s': %s", names[i], too_big);
             break;
         }
         m[i].lho = (uint32_t)w.off;
@@ -822,7 +773,7 @@ ct_status ct_npz_save(const char *path, int n, const char *const *names,
             uint8_t c[4];
             wr32(c, m[i].crc);
             if (pwrite(w.fd, c, 4, (off_t)m[i].lho + 14) != 4)
-                st = failf(ctx, CT_E_IO, path, "write failed at byte %llu: %s",
+                st = ct__failf(ctx, CT_E_IO, path, "write failed at byte %llu: %s",
                            (ull)m[i].lho + 14, strerror(errno));
         }
     }
@@ -847,7 +798,7 @@ ct_status ct_npz_save(const char *path, int n, const char *const *names,
         if (!st) st = wr_bytes(&w, names[i], nl - 4);
         if (!st) st = wr_bytes(&w, ".npy", 4);
     }
-    if (!st && w.off + 22 > ZIP_LIMIT) st = failf(ctx, CT_E_UNSUPPORTED, path, "%s", too_big);
+    if (!st && w.off + 22 > ZIP_LIMIT) st = ct__failf(ctx, CT_E_UNSUPPORTED, path, "%s", too_big);
     if (!st) {
         uint8_t e[22] = {0};
         wr32(e, ZIP_EOCD_SIG);
@@ -949,7 +900,7 @@ ct_npz *ct_npz_open(ct_ctx *ctx, const char *path) {
     z->size = size;
     const char *how = "write it with np.savez or ct_npz_save";
     if (size < 22) {
-        failf(ctx, CT_E_FORMAT, path, "not a zip archive (.npz): the file has %llu bytes, a zip has "
+        ct__failf(ctx, CT_E_FORMAT, path, "not a zip archive (.npz): the file has %llu bytes, a zip has "
               "at least 22 (the end-of-central-directory record); it is truncated or not an .npz: %s",
               (ull)size, how);
         return npz_fail(z);
@@ -959,9 +910,9 @@ ct_npz *ct_npz_open(ct_ctx *ctx, const char *path) {
     uint8_t *buf = malloc(tail);
     if (!buf) { ct_fail(ctx, CT_E_NOMEM, "%s: out of memory", path); return npz_fail(z); }
     uint64_t tail_off = size - tail;
-    int64_t r = pread_full(fd, buf, tail, tail_off);
+    int64_t r = ct__pread_full(fd, buf, tail, tail_off);
     if (r != (int64_t)tail) {
-        failf(ctx, r < 0 ? CT_E_IO : CT_E_FORMAT, path, "read failed at byte %llu: %s",
+        ct__failf(ctx, r < 0 ? CT_E_IO : CT_E_FORMAT, path, "read failed at byte %llu: %s",
               (ull)tail_off, r < 0 ? strerror(errno) : "the file shrank while being read");
         free(buf);
         return npz_fail(z);
@@ -974,8 +925,8 @@ ct_npz *ct_npz_open(ct_ctx *ctx, const char *path) {
         }
     if (at < 0) {
         uint8_t head[6] = {0};
-        bool npy = pread_full(fd, head, 6, 0) == 6 && memcmp(head, "\x93NUMPY", 6) == 0;
-        failf(ctx, CT_E_FORMAT, path, "not a zip archive (.npz): no end-of-central-directory record "
+        bool npy = ct__pread_full(fd, head, 6, 0) == 6 && memcmp(head, "\x93NUMPY", 6) == 0;
+        ct__failf(ctx, CT_E_FORMAT, path, "not a zip archive (.npz): no end-of-central-directory record "
               "(50 4b 05 06) in its last %zu bytes; %s", tail,
               npy ? "this is a .npy file: read it with ct_npy_load"
                   : "the file is truncated or not an .npz: write it with np.savez or ct_npz_save");
@@ -993,9 +944,9 @@ ct_npz *ct_npz_open(ct_ctx *ctx, const char *path) {
         uint8_t r64[56];
         if (rd32(e - 20 + 16) > 1 || rd32(e - 20 + 4) != 0) {
             disk = 1;   /* reported below */
-        } else if (z64 + 56 > eocd_off - 20 || pread_full(fd, r64, 56, z64) != 56 ||
+        } else if (z64 + 56 > eocd_off - 20 || ct__pread_full(fd, r64, 56, z64) != 56 ||
                    rd32(r64) != ZIP64_EOCD_SIG) {
-            failf(ctx, CT_E_FORMAT, path, "the zip64 end-of-central-directory locator (byte %llu) "
+            ct__failf(ctx, CT_E_FORMAT, path, "the zip64 end-of-central-directory locator (byte %llu) "
                   "points to byte %llu, where there is no zip64 record: the archive is damaged; %s",
                   (ull)(eocd_off - 20), (ull)z64, how);
             free(buf);
@@ -1012,19 +963,19 @@ ct_npz *ct_npz_open(ct_ctx *ctx, const char *path) {
     }
     free(buf);
     if (disk != 0 || cd_disk != 0 || n_disk != n_total) {
-        failf(ctx, CT_E_FORMAT, path, "a multi-disk (split or spanned) zip archive (disk %u, central "
+        ct__failf(ctx, CT_E_FORMAT, path, "a multi-disk (split or spanned) zip archive (disk %u, central "
               "directory on disk %u) is not supported: join the parts into one file "
               "(zip -s 0 split.zip --out whole.npz)", disk, cd_disk);
         return npz_fail(z);
     }
     if (cd_off > cd_end_limit || cd_size > cd_end_limit - cd_off) {
-        failf(ctx, CT_E_FORMAT, path, "the central directory (byte %llu, %llu bytes) does not fit "
+        ct__failf(ctx, CT_E_FORMAT, path, "the central directory (byte %llu, %llu bytes) does not fit "
               "before the end record at byte %llu: the archive is truncated or damaged; %s",
               (ull)cd_off, (ull)cd_size, (ull)cd_end_limit, how);
         return npz_fail(z);
     }
     if (n_total > cd_size / 46 || n_total > INT_MAX) {
-        failf(ctx, CT_E_FORMAT, path, "the end record says %llu members, but the central directory "
+        ct__failf(ctx, CT_E_FORMAT, path, "the end record says %llu members, but the central directory "
               "has only %llu bytes (46 or more per member): the archive is damaged; %s",
               (ull)n_total, (ull)cd_size, how);
         return npz_fail(z);
@@ -1037,9 +988,9 @@ ct_npz *ct_npz_open(ct_ctx *ctx, const char *path) {
         ct_fail(ctx, CT_E_NOMEM, "%s: out of memory reading the central directory", path);
         return npz_fail(z);
     }
-    r = pread_full(fd, cd, (size_t)cd_size, cd_off);
+    r = ct__pread_full(fd, cd, (size_t)cd_size, cd_off);
     if (r != (int64_t)cd_size) {
-        failf(ctx, r < 0 ? CT_E_IO : CT_E_FORMAT, path, "read failed at byte %llu: %s", (ull)cd_off,
+        ct__failf(ctx, r < 0 ? CT_E_IO : CT_E_FORMAT, path, "read failed at byte %llu: %s", (ull)cd_off,
               r < 0 ? strerror(errno) : "the file shrank while being read");
         free(cd);
         return npz_fail(z);
@@ -1049,7 +1000,7 @@ ct_npz *ct_npz_open(ct_ctx *ctx, const char *path) {
         const uint8_t *c = cd + pos;
         uint64_t where = cd_off + pos;
         if (cd_size - pos < 46 || rd32(c) != ZIP_CENTRAL_SIG) {
-            failf(ctx, CT_E_FORMAT, path, "central directory entry %llu (byte %llu) %s: the archive "
+            ct__failf(ctx, CT_E_FORMAT, path, "central directory entry %llu (byte %llu) %s: the archive "
                   "is damaged; %s", (ull)k, (ull)where,
                   cd_size - pos < 46 ? "is cut off" : "lacks its signature 50 4b 01 02", how);
             free(cd);
@@ -1057,7 +1008,7 @@ ct_npz *ct_npz_open(ct_ctx *ctx, const char *path) {
         }
         size_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
         if (46 + nlen + xlen + clen > cd_size - pos) {
-            failf(ctx, CT_E_FORMAT, path, "central directory entry %llu (byte %llu) runs past the "
+            ct__failf(ctx, CT_E_FORMAT, path, "central directory entry %llu (byte %llu) runs past the "
                   "end of the directory: the archive is damaged; %s", (ull)k, (ull)where, how);
             free(cd);
             return npz_fail(z);
@@ -1072,20 +1023,20 @@ ct_npz *ct_npz_open(ct_ctx *ctx, const char *path) {
         unsigned start_disk = rd16(c + 34);
         bool nu = ze->usize == 0xffffffff, nc = ze->csize == 0xffffffff, nl = ze->lho == 0xffffffff;
         if ((nu || nc || nl) && !zip64_extra(c + 46 + nlen, xlen, ze, nu, nc, nl)) {
-            failf(ctx, CT_E_FORMAT, path, "central directory entry %llu (byte %llu) has 32-bit "
+            ct__failf(ctx, CT_E_FORMAT, path, "central directory entry %llu (byte %llu) has 32-bit "
                   "fields set to 0xffffffff but no valid zip64 extra field: the archive is "
                   "damaged; %s", (ull)k, (ull)where, how);
             free(cd);
             return npz_fail(z);
         }
         if (start_disk != 0 && start_disk != 0xffff) {
-            failf(ctx, CT_E_FORMAT, path, "member %llu starts on disk %u: multi-disk archives are "
+            ct__failf(ctx, CT_E_FORMAT, path, "member %llu starts on disk %u: multi-disk archives are "
                   "not supported; join the parts into one file", (ull)k, start_disk);
             free(cd);
             return npz_fail(z);
         }
         if (memchr(c + 46, 0, nlen)) {
-            failf(ctx, CT_E_FORMAT, path, "central directory entry %llu (byte %llu) has a NUL byte in "
+            ct__failf(ctx, CT_E_FORMAT, path, "central directory entry %llu (byte %llu) has a NUL byte in "
                   "its name: the archive is damaged; %s", (ull)k, (ull)where, how);
             free(cd);
             return npz_fail(z);
@@ -1122,12 +1073,12 @@ static ct_status zip_finish(src *s) {
             int r = inflate(&s->z, Z_NO_FLUSH);
             if (r == Z_STREAM_END && s->z.avail_out == 1) break;
             if (s->z.avail_out == 0 || r == Z_STREAM_END)
-                return failf(s->ctx, CT_E_FORMAT, s->name, "the deflate stream holds more than the "
+                return ct__failf(s->ctx, CT_E_FORMAT, s->name, "the deflate stream holds more than the "
                              "%llu bytes the zip directory says: the archive is damaged; write it "
                              "again", (ull)s->total);
             if (r == Z_BUF_ERROR || r == Z_OK) {
                 if (s->z.avail_in == 0 && s->in_left == 0)
-                    return failf(s->ctx, CT_E_FORMAT, s->name, "the deflate stream does not end "
+                    return ct__failf(s->ctx, CT_E_FORMAT, s->name, "the deflate stream does not end "
                                  "after %llu bytes: the archive is truncated or damaged; write it "
                                  "again", (ull)s->total);
                 if (s->z.avail_in == 0) {
@@ -1136,13 +1087,13 @@ static ct_status zip_finish(src *s) {
                 }
                 continue;
             }
-            return failf(s->ctx, CT_E_FORMAT, s->name, "corrupt deflate data (zlib: %s); the "
+            return ct__failf(s->ctx, CT_E_FORMAT, s->name, "corrupt deflate data (zlib: %s); the "
                          "archive is damaged: write it again", s->z.msg ? s->z.msg : "error");
         }
     }
     uint32_t want = s->want_crc;
     if ((uint32_t)s->crc != want)
-        return failf(s->ctx, CT_E_FORMAT, s->name, "CRC-32 mismatch: the data has %08x, the zip "
+        return ct__failf(s->ctx, CT_E_FORMAT, s->name, "CRC-32 mismatch: the data has %08x, the zip "
                      "directory says %08x; the archive is damaged: write it again",
                      (unsigned)s->crc, (unsigned)want);
     return CT_OK;
@@ -1151,7 +1102,7 @@ static ct_status zip_finish(src *s) {
 ct_tensor *ct_npz_get(ct_npz *z, const char *name) {
     if (!z) return NULL;
     ct_ctx *ctx = z->ctx;
-    if (!name) { failf(ctx, CT_E_ARG, z->path, "npz_get: the name is NULL"); return NULL; }
+    if (!name) { ct__failf(ctx, CT_E_ARG, z->path, "npz_get: the name is NULL"); return NULL; }
     zentry *ze = NULL;
     for (int i = 0; i < z->n && !ze; i++)
         if (strcmp(z->e[i].key, name) == 0 || strcmp(z->e[i].member, name) == 0) ze = &z->e[i];
@@ -1163,45 +1114,45 @@ ct_tensor *ct_npz_get(ct_npz *z, const char *name) {
             if (o > sizeof list - 80) { snprintf(list + o, sizeof list - o, ", ..."); break; }
             o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s'", i ? ", " : "", z->e[i].key);
         }
-        failf(ctx, CT_E_ARG, z->path, "no array named '%s'; the archive has %d: %s", name, z->n,
+        ct__failf(ctx, CT_E_ARG, z->path, "no array named '%s'; the archive has %d: %s", name, z->n,
               z->n ? list : "(none)");
         return NULL;
     }
     char mname[512];
     snprintf(mname, sizeof mname, "%s:%s", z->path, ze->member);
     if (ze->flags & 0x41) {
-        failf(ctx, CT_E_FORMAT, mname, "the member is encrypted (flags 0x%04x); cantor reads "
+        ct__failf(ctx, CT_E_FORMAT, mname, "the member is encrypted (flags 0x%04x); cantor reads "
               "unencrypted archives as np.savez writes them", ze->flags);
         return NULL;
     }
     if (ze->method != 0 && ze->method != 8) {
-        failf(ctx, CT_E_FORMAT, mname, "compression method %u (%s) is not supported; cantor reads "
+        ct__failf(ctx, CT_E_FORMAT, mname, "compression method %u (%s) is not supported; cantor reads "
               "stored (0) and deflated (8) members, as np.savez and np.savez_compressed write them: "
               "re-save with np.savez", ze->method, method_name(ze->method));
         return NULL;
     }
     if (ze->method == 0 && ze->csize != ze->usize) {
-        failf(ctx, CT_E_FORMAT, mname, "a stored member with compressed size %llu and size %llu "
+        ct__failf(ctx, CT_E_FORMAT, mname, "a stored member with compressed size %llu and size %llu "
               "(they must be equal): the archive is damaged", (ull)ze->csize, (ull)ze->usize);
         return NULL;
     }
     /* deflate expands at most ~1032:1; a larger claim is damage (or a zip bomb) */
     if (ze->method == 8 && ze->usize / 1032 > ze->csize + 1) {
-        failf(ctx, CT_E_FORMAT, mname, "the zip directory says %llu bytes from %llu compressed "
+        ct__failf(ctx, CT_E_FORMAT, mname, "the zip directory says %llu bytes from %llu compressed "
               "ones, more than deflate can produce: the archive is damaged", (ull)ze->usize,
               (ull)ze->csize);
         return NULL;
     }
     uint8_t lh[30];
     if (ze->lho > z->data_end || z->data_end - ze->lho < 30 ||
-        pread_full(z->fd, lh, 30, ze->lho) != 30 || rd32(lh) != ZIP_LOCAL_SIG) {
-        failf(ctx, CT_E_FORMAT, mname, "no local file header (50 4b 03 04) at byte %llu, where the "
+        ct__pread_full(z->fd, lh, 30, ze->lho) != 30 || rd32(lh) != ZIP_LOCAL_SIG) {
+        ct__failf(ctx, CT_E_FORMAT, mname, "no local file header (50 4b 03 04) at byte %llu, where the "
               "central directory puts it: the archive is damaged", (ull)ze->lho);
         return NULL;
     }
     uint64_t data = ze->lho + 30 + rd16(lh + 26) + rd16(lh + 28);
     if (data > z->data_end || ze->csize > z->data_end - data) {
-        failf(ctx, CT_E_FORMAT, mname, "the member's %llu bytes from byte %llu run past its end "
+        ct__failf(ctx, CT_E_FORMAT, mname, "the member's %llu bytes from byte %llu run past its end "
               "(byte %llu): the archive is truncated or damaged", (ull)ze->csize, (ull)data,
               (ull)z->data_end);
         return NULL;

@@ -43,30 +43,7 @@ static void swap_bytes(void *p, size_t count, size_t size) {
         }
 }
 
-/* Printable copy of n bytes for messages: non-printables as \xNN, "..." when cut. */
-static const char *esc(char *out, size_t cap, const char *in, size_t n) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (o + 8 >= cap) { strcpy(out + o, "..."); return out; }
-        if (c >= 32 && c < 127) out[o++] = (char)c;
-        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
-    }
-    out[o] = 0;
-    return out;
-}
 
-static ct_status failf(ct_ctx *ctx, ct_status s, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static ct_status failf(ct_ctx *ctx, ct_status s, const char *path, const char *fmt, ...) {
-    char detail[CT_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    if (ctx) ct_fail(ctx, s, "%s: %s", path, detail);
-    return s;
-}
 
 /* Offset of the first byte that is not part of valid UTF-8 (n if all are). */
 static size_t utf8_check(const uint8_t *s, size_t n) {
@@ -147,84 +124,11 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
     ct__fmt_shape(ndim, shape, buf, cap);
 }
 
-/* pread of exactly n bytes; the bytes read (< n at end of file) or -1 (errno). */
-static int64_t pread_full(int fd, void *buf, size_t n, uint64_t off) {
-    size_t got = 0;
-    while (got < n) {
-        size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
-        ssize_t r = pread(fd, (char *)buf + got, want, (off_t)(off + got));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (r == 0) break;
-        got += (size_t)r;
-    }
-    return (int64_t)got;
-}
 
 /* ---- atomic writes ------------------------------------------------------------------------- */
-typedef struct wfile { ct_ctx *ctx; const char *path; char *tmp; int fd; uint64_t off; } wfile;
 
-static ct_status wf_open(wfile *w) {
-    size_t n = strlen(w->path);
-    w->fd = -1;
-    w->off = 0;
-    w->tmp = malloc(n + 5);
-    if (!w->tmp) return failf(w->ctx, CT_E_NOMEM, w->path, "out of memory");
-    memcpy(w->tmp, w->path, n);
-    memcpy(w->tmp + n, ".tmp", 5);
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (w->fd < 0) {
-        ct_status st = failf(w->ctx, CT_E_IO, w->path, "cannot create the temporary file %s: %s; "
-                             "nothing was written", w->tmp, strerror(errno));
-        free(w->tmp);
-        w->tmp = NULL;
-        return st;
-    }
-    return CT_OK;
-}
 
-static ct_status wf_write(wfile *w, const void *p, size_t n) {
-    const char *b = p;
-    while (n > 0) {
-        size_t k = n > (1u << 30) ? (1u << 30) : n;
-        ssize_t r = write(w->fd, b, k);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            return failf(w->ctx, CT_E_IO, w->path, "writing %s failed at byte %llu: %s; the file "
-                         "%s was left as it was", w->tmp, (ull)w->off,
-                         r < 0 ? strerror(errno) : "no progress", w->path);
-        b += r;
-        n -= (size_t)r;
-        w->off += (uint64_t)r;
-    }
-    return CT_OK;
-}
 
-/* fsync, close and rename over path (st == CT_OK), or remove the temporary file. */
-static ct_status wf_finish(wfile *w, ct_status st) {
-    if (!st && fsync(w->fd) != 0)
-        st = failf(w->ctx, CT_E_IO, w->path, "fsync of %s failed: %s; the file %s was left as it "
-                   "was", w->tmp, strerror(errno), w->path);
-    if (close(w->fd) != 0 && !st)
-        st = failf(w->ctx, CT_E_IO, w->path, "close of %s failed: %s", w->tmp, strerror(errno));
-    if (!st && rename(w->tmp, w->path) != 0)
-        st = failf(w->ctx, CT_E_IO, w->path, "cannot rename %s to it: %s", w->tmp, strerror(errno));
-    if (st) {
-        unlink(w->tmp);
-    } else {
-        const char *slash = strrchr(w->path, '/');
-        char *dir = slash ? strndup(w->path, (size_t)(slash - w->path) + (slash == w->path))
-                          : strdup(".");
-        int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-        if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
-        free(dir);
-    }
-    free(w->tmp);
-    w->tmp = NULL;
-    return st;
-}
 
 /* ---- writing ----------------------------------------------------------------------------------- */
 typedef struct wentry { const char *name; const ct_tensor *t; } wentry;
@@ -254,18 +158,18 @@ static const char *first_dup(const char *const *names, int n, bool *oom) {
     return dup;
 }
 
-static ct_status write_tensor_data(wfile *w, const ct_tensor *t) {
+static ct_status write_tensor_data(ct__wfile *w, const ct_tensor *t) {
     size_t nbytes = (size_t)ct_numel(t) * ct_dtype_size(t->dtype);
     if (nbytes == 0) return CT_OK;
     if (t->storage->device.type == CT_CPU && ct_is_contiguous(t) && host_is_le())
-        return wf_write(w, ct_data(t), nbytes);
+        return ct__wf_write(w, ct_data(t), nbytes);
     void *buf = malloc(nbytes);
-    if (!buf) return failf(w->ctx, CT_E_NOMEM, w->path, "out of memory (%zu bytes) copying a "
+    if (!buf) return ct__failf(w->ctx, CT_E_NOMEM, w->path, "out of memory (%zu bytes) copying a "
                            "tensor to the host", nbytes);
     ct_status st = ct_copy_to_host(t, buf, nbytes);
     if (!st) {
         if (!host_is_le()) swap_bytes(buf, (size_t)ct_numel(t), ct_dtype_size(t->dtype));
-        st = wf_write(w, buf, nbytes);
+        st = ct__wf_write(w, buf, nbytes);
     }
     free(buf);
     return st;
@@ -278,37 +182,37 @@ ct_status ct_safetensors_write(ct_ctx *ctx, const char *path, int n, const char 
     if (!path || !*path) return ct_fail(ctx, CT_E_ARG, "safetensors_write: the path is NULL or empty");
     if (n < 0 || n_meta < 0 || (n > 0 && (!names || !ts)) ||
         (n_meta > 0 && (!meta_keys || !meta_values)))
-        return failf(ctx, CT_E_ARG, path, "safetensors_write: %d tensors and %d metadata pairs with "
+        return ct__failf(ctx, CT_E_ARG, path, "safetensors_write: %d tensors and %d metadata pairs with "
                      "NULL arrays or negative counts", n, n_meta);
     for (int i = 0; i < n; i++) {
         if (!ts[i]) return CT_E_NULL;
         if (!names[i] || !*names[i])
-            return failf(ctx, CT_E_ARG, path, "tensor %d has a NULL or empty name", i);
+            return ct__failf(ctx, CT_E_ARG, path, "tensor %d has a NULL or empty name", i);
         if (strcmp(names[i], "__metadata__") == 0)
-            return failf(ctx, CT_E_ARG, path, "tensor %d is named \"__metadata__\", the key the "
+            return ct__failf(ctx, CT_E_ARG, path, "tensor %d is named \"__metadata__\", the key the "
                          "format keeps for metadata: rename it", i);
         if (utf8_check((const uint8_t *)names[i], strlen(names[i])) != strlen(names[i]))
-            return failf(ctx, CT_E_ARG, path, "the name of tensor %d is not valid UTF-8", i);
+            return ct__failf(ctx, CT_E_ARG, path, "the name of tensor %d is not valid UTF-8", i);
         if (ts[i]->dtype != CT_F32 && ts[i]->dtype != CT_I64)
-            return failf(ctx, CT_E_DTYPE, path, "tensor '%s' has dtype %d; cantor writes float32 "
+            return ct__failf(ctx, CT_E_DTYPE, path, "tensor '%s' has dtype %d; cantor writes float32 "
                          "and int64", names[i], (int)ts[i]->dtype);
     }
     for (int i = 0; i < n_meta; i++) {
         const char *k = meta_keys[i], *v = meta_values[i];
         if (!k || !v)
-            return failf(ctx, CT_E_ARG, path, "metadata pair %d has a NULL key or value", i);
+            return ct__failf(ctx, CT_E_ARG, path, "metadata pair %d has a NULL key or value", i);
         if (utf8_check((const uint8_t *)k, strlen(k)) != strlen(k) ||
             utf8_check((const uint8_t *)v, strlen(v)) != strlen(v))
-            return failf(ctx, CT_E_ARG, path, "metadata pair %d ('%s') is not valid UTF-8", i, k);
+            return ct__failf(ctx, CT_E_ARG, path, "metadata pair %d ('%s') is not valid UTF-8", i, k);
     }
     bool oom;
     const char *dup = first_dup(names, n, &oom);
     if (!oom && dup)
-        return failf(ctx, CT_E_ARG, path, "two tensors are named '%s'; names must be distinct", dup);
+        return ct__failf(ctx, CT_E_ARG, path, "two tensors are named '%s'; names must be distinct", dup);
     if (!oom && (dup = first_dup(meta_keys, n_meta, &oom)) != NULL)
-        return failf(ctx, CT_E_ARG, path, "the metadata key '%s' is given twice", dup);
+        return ct__failf(ctx, CT_E_ARG, path, "the metadata key '%s' is given twice", dup);
     wentry *e = oom ? NULL : malloc((size_t)(n ? n : 1) * sizeof *e);
-    if (!e) return failf(ctx, CT_E_NOMEM, path, "out of memory");
+    if (!e) return ct__failf(ctx, CT_E_NOMEM, path, "out of memory");
     for (int i = 0; i < n; i++) e[i] = (wentry){names[i], ts[i]};
     qsort(e, (size_t)n, sizeof *e, wentry_cmp);
 
@@ -350,24 +254,24 @@ ct_status ct_safetensors_write(ct_ctx *ctx, const char *path, int n, const char 
     if (h.oom) {
         free(h.d);
         free(e);
-        return failf(ctx, CT_E_NOMEM, path, "out of memory building the header");
+        return ct__failf(ctx, CT_E_NOMEM, path, "out of memory building the header");
     }
     if (h.n > CT_SAFETENSORS_MAX_HEADER) {
         free(h.d);
         free(e);
-        return failf(ctx, CT_E_ARG, path, "the header would have %zu bytes, more than the %u the "
+        return ct__failf(ctx, CT_E_ARG, path, "the header would have %zu bytes, more than the %u the "
                      "format allows: fewer or shorter names", h.n, CT_SAFETENSORS_MAX_HEADER);
     }
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
 
-    wfile w = {.ctx = ctx, .path = path};
-    ct_status st = wf_open(&w);
+    ct__wfile w = {.ctx = ctx, .path = path};
+    ct_status st = ct__wf_open(&w);
     if (!st) {
-        st = wf_write(&w, len8, 8);
-        if (!st) st = wf_write(&w, h.d, h.n);
+        st = ct__wf_write(&w, len8, 8);
+        if (!st) st = ct__wf_write(&w, h.d, h.n);
         for (int i = 0; i < n && !st; i++) st = write_tensor_data(&w, e[i].t);
-        st = wf_finish(&w, st);
+        st = ct__wf_finish(&w, st);
     }
     free(h.d);
     free(e);
@@ -382,12 +286,12 @@ ct_status ct_safetensors_save(const char *path, ct_module *root, int n_meta,
     const ct_tensor **ts = calloc((size_t)(n ? n : 1), sizeof *ts);
     ct_status st = CT_OK;
     if (!names || !ts) {
-        st = failf(root->ctx, CT_E_NOMEM, path ? path : "(null)", "out of memory");
+        st = ct__failf(root->ctx, CT_E_NOMEM, path ? path : "(null)", "out of memory");
     } else {
         char buf[512];
         for (int i = 0; i < n && !st; i++) {
             ts[i] = ct_module_param_at(root, i, buf, sizeof buf);
-            if (!(names[i] = strdup(buf))) st = failf(root->ctx, CT_E_NOMEM, path, "out of memory");
+            if (!(names[i] = strdup(buf))) st = ct__failf(root->ctx, CT_E_NOMEM, path, "out of memory");
         }
         if (!st)
             st = ct_safetensors_write(root->ctx, path, n, (const char *const *)names, ts, n_meta,
@@ -437,9 +341,9 @@ static ct_status jp_fail_st(jp *p, ct_status s, size_t at, const char *fmt, ...)
     va_end(ap);
     if (at > p->n) at = p->n;
     size_t k = p->n - at < 24 ? p->n - at : 24;
-    return failf(p->f->ctx, s, p->f->path, "bad safetensors header at byte %llu: %s (the header "
+    return ct__failf(p->f->ctx, s, p->f->path, "bad safetensors header at byte %llu: %s (the header "
                  "there reads \"%s\"); %s", (ull)(8 + at), detail,
-                 k ? esc(ex, sizeof ex, p->s + at, k) : "<end of header>", ST_FIX);
+                 k ? ct__esc(ex, sizeof ex, p->s + at, k) : "<end of header>", ST_FIX);
 }
 #define jp_fail(p, at, ...) jp_fail_st(p, CT_E_FORMAT, at, __VA_ARGS__)
 
@@ -453,7 +357,7 @@ static void jp_ws(jp *p) {
 static const char *jp_here(jp *p, char *buf, size_t cap) {
     if (p->i >= p->n) return "the end of the header";
     char e[16];
-    snprintf(buf, cap, "'%s'", esc(e, sizeof e, p->s + p->i, 1));
+    snprintf(buf, cap, "'%s'", ct__esc(e, sizeof e, p->s + p->i, 1));
     return buf;
 }
 
@@ -574,13 +478,13 @@ static ct_status jp_string(jp *p, char **out, const char *what) {
             char x[16];
             free(b.d);
             return jp_fail(p, at, "unknown escape '\\%s' in a string (JSON has \\\" \\\\ \\/ \\b \\f "
-                           "\\n \\r \\t \\uXXXX)", e ? esc(x, sizeof x, &e, 1) : "<end>");
+                           "\\n \\r \\t \\uXXXX)", e ? ct__esc(x, sizeof x, &e, 1) : "<end>");
         }
         }
     }
     if (b.oom) {
         free(b.d);
-        return failf(p->f->ctx, CT_E_NOMEM, p->f->path, "out of memory reading the header");
+        return ct__failf(p->f->ctx, CT_E_NOMEM, p->f->path, "out of memory reading the header");
     }
     *out = b.d;
     return CT_OK;
@@ -657,7 +561,7 @@ static ct_status parse_metadata(jp *p) {
             if (!a || !b) {
                 free(k);
                 free(v);
-                return failf(f->ctx, CT_E_NOMEM, f->path, "out of memory reading the header");
+                return ct__failf(f->ctx, CT_E_NOMEM, f->path, "out of memory reading the header");
             }
             f->cap_meta = nc;
         }
@@ -676,7 +580,7 @@ static ct_status parse_entry(jp *p, char *name, size_t at) {
         st_entry *e = realloc(f->e, (size_t)nc * sizeof *e);
         if (!e) {
             free(name);
-            return failf(f->ctx, CT_E_NOMEM, f->path, "out of memory reading the header");
+            return ct__failf(f->ctx, CT_E_NOMEM, f->path, "out of memory reading the header");
         }
         f->e = e;
         f->cap = nc;
@@ -686,7 +590,7 @@ static ct_status parse_entry(jp *p, char *name, size_t at) {
     e->name = name;
     e->at = at;
     char what[160], nm[96];
-    esc(nm, sizeof nm, name, strlen(name));
+    ct__esc(nm, sizeof nm, name, strlen(name));
     snprintf(what, sizeof what, "for tensor '%s'", nm);
     if ((st = jp_expect(p, '{', what))) return st;
     bool seen[3] = {false, false, false};
@@ -704,7 +608,7 @@ static ct_status parse_entry(jp *p, char *name, size_t at) {
             char kk[64];
             st = jp_fail(p, kat, "unknown field '%s' in the entry of tensor '%s'; an entry has "
                          "exactly \"dtype\", \"shape\" and \"data_offsets\"",
-                         esc(kk, sizeof kk, key, strlen(key)), nm);
+                         ct__esc(kk, sizeof kk, key, strlen(key)), nm);
             free(key);
             return st;
         }
@@ -725,7 +629,7 @@ static ct_status parse_entry(jp *p, char *name, size_t at) {
                 bool known = false;
                 for (int k = 0; OTHER_DTYPES[k]; k++) known |= strcmp(dt, OTHER_DTYPES[k]) == 0;
                 char d[48];
-                esc(d, sizeof d, dt, strlen(dt));
+                ct__esc(d, sizeof d, dt, strlen(dt));
                 free(dt);
                 if (known)
                     return jp_fail_st(p, CT_E_UNSUPPORTED, dat, "tensor '%s' has dtype %s; cantor "
@@ -823,7 +727,7 @@ static ct_status validate(ct_safetensors *f, jp *p) {
     char nm[96], nm2[96], sh[128];
     for (int i = 0; i < f->n; i++) {
         st_entry *e = &f->e[i];
-        esc(nm, sizeof nm, e->name, strlen(e->name));
+        ct__esc(nm, sizeof nm, e->name, strlen(e->name));
         uint64_t numel = 1, item = ct_dtype_size(e->dtype);
         bool over = false;
         for (int d = 0; d < e->ndim; d++) {
@@ -846,7 +750,7 @@ static ct_status validate(ct_safetensors *f, jp *p) {
     }
     /* unique names */
     f->by_name = malloc((size_t)(f->n ? f->n : 1) * sizeof *f->by_name);
-    if (!f->by_name) return failf(f->ctx, CT_E_NOMEM, f->path, "out of memory");
+    if (!f->by_name) return ct__failf(f->ctx, CT_E_NOMEM, f->path, "out of memory");
     if (f->n > 1) qsort(f->e, (size_t)f->n, sizeof *f->e, entry_off_cmp);
     for (int i = 0; i < f->n; i++) f->by_name[i] = &f->e[i];
     if (f->n > 1) qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, entry_name_cmp);
@@ -854,26 +758,26 @@ static ct_status validate(ct_safetensors *f, jp *p) {
         const st_entry *a = f->by_name[i - 1], *b = f->by_name[i];
         if (strcmp(a->name, b->name) == 0)
             return jp_fail(p, a->at > b->at ? a->at : b->at, "the tensor name '%s' appears twice "
-                           "(at header bytes %llu and %llu)", esc(nm, sizeof nm, a->name,
+                           "(at header bytes %llu and %llu)", ct__esc(nm, sizeof nm, a->name,
                            strlen(a->name)), (ull)(8 + (a->at < b->at ? a->at : b->at)),
                            (ull)(8 + (a->at > b->at ? a->at : b->at)));
     }
     /* unique metadata keys */
     bool oom;
     const char *dup = first_dup((const char *const *)f->mk, f->n_meta, &oom);
-    if (oom) return failf(f->ctx, CT_E_NOMEM, f->path, "out of memory");
+    if (oom) return ct__failf(f->ctx, CT_E_NOMEM, f->path, "out of memory");
     if (dup)
         return jp_fail(p, 0, "the metadata key '%s' appears twice in \"__metadata__\"",
-                       esc(nm, sizeof nm, dup, strlen(dup)));
+                       ct__esc(nm, sizeof nm, dup, strlen(dup)));
     /* the entries tile the data section */
     uint64_t pos = 0;
     for (int i = 0; i < f->n; i++) {
         const st_entry *e = &f->e[i];
-        esc(nm, sizeof nm, e->name, strlen(e->name));
+        ct__esc(nm, sizeof nm, e->name, strlen(e->name));
         if (e->begin < pos) {
             const st_entry *prev = &f->e[i - 1];
             return jp_fail(p, e->at, "tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap in "
-                           "the data section", esc(nm2, sizeof nm2, prev->name, strlen(prev->name)),
+                           "the data section", ct__esc(nm2, sizeof nm2, prev->name, strlen(prev->name)),
                            (ull)prev->begin, (ull)prev->end, nm, (ull)e->begin, (ull)e->end);
         }
         if (e->begin > pos) {
@@ -885,20 +789,20 @@ static ct_status validate(ct_safetensors *f, jp *p) {
             return jp_fail(p, e->at, "%llu bytes between tensors '%s' (ends at %llu) and '%s' "
                            "(begins at %llu) belong to no tensor; the tensors must be stored back "
                            "to back", (ull)(e->begin - pos),
-                           esc(nm2, sizeof nm2, prev->name, strlen(prev->name)), (ull)pos, nm,
+                           ct__esc(nm2, sizeof nm2, prev->name, strlen(prev->name)), (ull)pos, nm,
                            (ull)e->begin);
         }
         pos = e->end;
     }
     if (pos > f->data_size) {
         const st_entry *last = &f->e[f->n - 1];
-        return failf(f->ctx, CT_E_FORMAT, f->path, "the file is truncated: tensor '%s' ends at "
+        return ct__failf(f->ctx, CT_E_FORMAT, f->path, "the file is truncated: tensor '%s' ends at "
                      "byte %llu of the file (data offset %llu), but the file has %llu bytes; %s",
-                     esc(nm, sizeof nm, last->name, strlen(last->name)),
+                     ct__esc(nm, sizeof nm, last->name, strlen(last->name)),
                      (ull)(f->data_off + pos), (ull)pos, (ull)(f->data_off + f->data_size), ST_FIX);
     }
     if (pos < f->data_size)
-        return failf(f->ctx, CT_E_FORMAT, f->path, "%llu bytes after the last tensor's data (from "
+        return ct__failf(f->ctx, CT_E_FORMAT, f->path, "%llu bytes after the last tensor's data (from "
                      "byte %llu of the file) belong to no tensor; %s",
                      (ull)(f->data_size - pos), (ull)(f->data_off + pos), ST_FIX);
     return CT_OK;
@@ -942,31 +846,31 @@ ct_safetensors *ct_safetensors_open(ct_ctx *ctx, const char *path) {
     f->ctx = ctx;
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (f->fd < 0) {
-        failf(ctx, CT_E_IO, path, "cannot open for reading: %s", strerror(errno));
+        ct__failf(ctx, CT_E_IO, path, "cannot open for reading: %s", strerror(errno));
         return open_fail(f, NULL);
     }
     struct stat sb;
     if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        failf(ctx, CT_E_IO, path, "%s", S_ISDIR(sb.st_mode) ? "is a directory, not a file"
+        ct__failf(ctx, CT_E_IO, path, "%s", S_ISDIR(sb.st_mode) ? "is a directory, not a file"
                                                              : "not a regular file");
         return open_fail(f, NULL);
     }
     uint64_t size = (uint64_t)sb.st_size;
     uint8_t len8[8];
-    if (size < 8 || pread_full(f->fd, len8, 8, 0) != 8) {
-        failf(ctx, CT_E_FORMAT, path, "the file has %llu bytes; a safetensors file starts with an "
+    if (size < 8 || ct__pread_full(f->fd, len8, 8, 0) != 8) {
+        ct__failf(ctx, CT_E_FORMAT, path, "the file has %llu bytes; a safetensors file starts with an "
               "8-byte header length: it is truncated or not a safetensors file", (ull)size);
         return open_fail(f, NULL);
     }
     uint64_t hn = 0;
     for (int i = 0; i < 8; i++) hn |= (uint64_t)len8[i] << (8 * i);
     if (hn > CT_SAFETENSORS_MAX_HEADER) {
-        failf(ctx, CT_E_FORMAT, path, "the header length at byte 0 says %llu bytes, more than the "
+        ct__failf(ctx, CT_E_FORMAT, path, "the header length at byte 0 says %llu bytes, more than the "
               "%u a safetensors header may have; %s", (ull)hn, CT_SAFETENSORS_MAX_HEADER, ST_FIX);
         return open_fail(f, NULL);
     }
     if (hn > size - 8) {
-        failf(ctx, CT_E_FORMAT, path, "the header length at byte 0 says %llu bytes, but only %llu "
+        ct__failf(ctx, CT_E_FORMAT, path, "the header length at byte 0 says %llu bytes, but only %llu "
               "bytes follow it: the file is truncated or not a safetensors file", (ull)hn,
               (ull)(size - 8));
         return open_fail(f, NULL);
@@ -976,9 +880,9 @@ ct_safetensors *ct_safetensors_open(ct_ctx *ctx, const char *path) {
         ct_fail(ctx, CT_E_NOMEM, "%s: out of memory for a %llu-byte header", path, (ull)hn);
         return open_fail(f, NULL);
     }
-    int64_t r = pread_full(f->fd, hdr, (size_t)hn, 8);
+    int64_t r = ct__pread_full(f->fd, hdr, (size_t)hn, 8);
     if (r != (int64_t)hn) {
-        failf(ctx, r < 0 ? CT_E_IO : CT_E_FORMAT, path, "reading the header failed: %s",
+        ct__failf(ctx, r < 0 ? CT_E_IO : CT_E_FORMAT, path, "reading the header failed: %s",
               r < 0 ? strerror(errno) : "the file shrank while being read");
         return open_fail(f, hdr);
     }
@@ -1032,7 +936,7 @@ static void list_names(char *out, size_t cap, const char *const *names, int n) {
     out[0] = 0;
     for (int i = 0; i < n; i++) {
         char nm[80];
-        esc(nm, sizeof nm, names[i], strlen(names[i]));
+        ct__esc(nm, sizeof nm, names[i], strlen(names[i]));
         if (o + strlen(nm) + 24 > cap) {
             snprintf(out + o, cap - o, "%s... (%d more)", i ? ", " : "", n - i);
             return;
@@ -1045,9 +949,9 @@ static void list_names(char *out, size_t cap, const char *const *names, int n) {
 static ct_status read_entry(ct_safetensors *f, const st_entry *e, void *dst) {
     size_t nb = (size_t)(e->end - e->begin);
     if (nb == 0) return CT_OK;
-    int64_t r = pread_full(f->fd, dst, nb, f->data_off + e->begin);
+    int64_t r = ct__pread_full(f->fd, dst, nb, f->data_off + e->begin);
     if (r != (int64_t)nb)
-        return failf(f->ctx, r < 0 ? CT_E_IO : CT_E_FORMAT, f->path, "reading tensor '%s' at byte "
+        return ct__failf(f->ctx, r < 0 ? CT_E_IO : CT_E_FORMAT, f->path, "reading tensor '%s' at byte "
                      "%llu failed: %s", e->name, (ull)(f->data_off + e->begin),
                      r < 0 ? strerror(errno) : "the file shrank while being read");
     if (!host_is_le()) swap_bytes(dst, nb / ct_dtype_size(e->dtype), ct_dtype_size(e->dtype));
@@ -1064,7 +968,7 @@ ct_tensor *ct_safetensors_get(ct_safetensors *f, const char *name) {
         if (names) list_names(list, sizeof list, names, f->n);
         else snprintf(list, sizeof list, "(out of memory listing them)");
         free(names);
-        failf(f->ctx, CT_E_ARG, f->path, "no tensor named '%s'; the file has %d: %s",
+        ct__failf(f->ctx, CT_E_ARG, f->path, "no tensor named '%s'; the file has %d: %s",
               name ? name : "(null)", f->n, list);
         return NULL;
     }
@@ -1108,13 +1012,13 @@ ct_status ct_safetensors_load(const char *path, ct_module *root, ct_safetensors_
     uint8_t *data = NULL;
     ct_status st = CT_OK;
     if (!mp || !missing || !extra || !mism) {
-        st = failf(ctx, CT_E_NOMEM, path, "out of memory");
+        st = ct__failf(ctx, CT_E_NOMEM, path, "out of memory");
         goto done;
     }
     char buf[512];
     for (int i = 0; i < n && !st; i++) {
         mp[i].t = ct_module_param_at(root, i, buf, sizeof buf);
-        if (!(mp[i].name = strdup(buf))) st = failf(ctx, CT_E_NOMEM, path, "out of memory");
+        if (!(mp[i].name = strdup(buf))) st = ct__failf(ctx, CT_E_NOMEM, path, "out of memory");
     }
     if (st) goto done;
     qsort(mp, (size_t)n, sizeof *mp, mparam_cmp);
@@ -1150,7 +1054,7 @@ ct_status ct_safetensors_load(const char *path, ct_module *root, ct_safetensors_
         char l1[400], l2[400];
         list_names(l1, sizeof l1, missing, n_missing);
         list_names(l2, sizeof l2, extra, n_extra);
-        st = failf(ctx, CT_E_FORMAT, path, "the file does not fit the %s module (%d parameters; "
+        st = ct__failf(ctx, CT_E_FORMAT, path, "the file does not fit the %s module (%d parameters; "
                    "the file has %d tensors): missing from the file: %s; in the file but not in "
                    "the module: %s%s%s; nothing was loaded (was it saved from another model or "
                    "configuration?)", root->kind, n, f->n, l1, l2,
@@ -1160,7 +1064,7 @@ ct_status ct_safetensors_load(const char *path, ct_module *root, ct_safetensors_
     /* read everything first, then write the parameters */
     data = malloc(f->data_size ? (size_t)f->data_size : 1);
     if (!data) {
-        st = failf(ctx, CT_E_NOMEM, path, "out of memory (%llu bytes) for the data",
+        st = ct__failf(ctx, CT_E_NOMEM, path, "out of memory (%llu bytes) for the data",
                    (ull)f->data_size);
         goto done;
     }

@@ -19,17 +19,6 @@ typedef unsigned long long ull;
 #define TS_HEADER 64
 #define TS_FIX "write it again with ct_train_state_save"
 
-static ct_status failf(ct_ctx *ctx, ct_status s, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static ct_status failf(ct_ctx *ctx, ct_status s, const char *path, const char *fmt, ...) {
-    char detail[CT_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    if (ctx) ct_fail(ctx, s, "%s: %s", path, detail);
-    return s;
-}
 
 static bool host_is_le(void) {
     const uint16_t one = 1;
@@ -53,16 +42,6 @@ static void swap4(void *p, size_t count) {
     }
 }
 
-static uLong crc_update(uLong crc, const void *p, size_t n) {
-    const Bytef *b = p;
-    while (n > 0) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, b, k);
-        b += k;
-        n -= k;
-    }
-    return crc;
-}
 
 static const char *kind_text(uint32_t k) {
     return k == CT_OPTIM_SGD ? "SGD" : k == CT_OPTIM_ADAM ? "Adam" : k == CT_OPTIM_ADAMW ? "AdamW"
@@ -70,67 +49,9 @@ static const char *kind_text(uint32_t k) {
 }
 
 /* ---- atomic write: <path>.tmp, fsync, rename --------------------------------------------------- */
-typedef struct wfile { ct_ctx *ctx; const char *path; char *tmp; int fd; uint64_t off; uLong crc; } wfile;
 
-static ct_status wf_open(wfile *w) {
-    size_t n = strlen(w->path);
-    w->fd = -1;
-    w->crc = crc32(0L, Z_NULL, 0);
-    w->tmp = malloc(n + 5);
-    if (!w->tmp) return failf(w->ctx, CT_E_NOMEM, w->path, "out of memory");
-    memcpy(w->tmp, w->path, n);
-    memcpy(w->tmp + n, ".tmp", 5);
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (w->fd < 0) {
-        ct_status st = failf(w->ctx, CT_E_IO, w->path, "cannot create the temporary file %s: %s; "
-                             "nothing was written", w->tmp, strerror(errno));
-        free(w->tmp);
-        w->tmp = NULL;
-        return st;
-    }
-    return CT_OK;
-}
 
-static ct_status wf_write(wfile *w, const void *p, size_t n) {
-    w->crc = crc_update(w->crc, p, n);
-    const char *b = p;
-    while (n > 0) {
-        size_t k = n > (1u << 30) ? (1u << 30) : n;
-        ssize_t r = write(w->fd, b, k);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            return failf(w->ctx, CT_E_IO, w->path, "writing %s failed at byte %llu: %s; the file "
-                         "%s was left as it was", w->tmp, (ull)w->off,
-                         r < 0 ? strerror(errno) : "no progress", w->path);
-        b += r;
-        n -= (size_t)r;
-        w->off += (uint64_t)r;
-    }
-    return CT_OK;
-}
 
-static ct_status wf_finish(wfile *w, ct_status st) {
-    if (!st && fsync(w->fd) != 0)
-        st = failf(w->ctx, CT_E_IO, w->path, "fsync of %s failed: %s; the file %s was left as it "
-                   "was", w->tmp, strerror(errno), w->path);
-    if (close(w->fd) != 0 && !st)
-        st = failf(w->ctx, CT_E_IO, w->path, "close of %s failed: %s", w->tmp, strerror(errno));
-    if (!st && rename(w->tmp, w->path) != 0)
-        st = failf(w->ctx, CT_E_IO, w->path, "cannot rename %s to it: %s", w->tmp, strerror(errno));
-    if (st) {
-        unlink(w->tmp);
-    } else {
-        const char *slash = strrchr(w->path, '/');
-        char *dir = slash ? strndup(w->path, (size_t)(slash - w->path) + (slash == w->path))
-                          : strdup(".");
-        int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-        if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
-        free(dir);
-    }
-    free(w->tmp);
-    w->tmp = NULL;
-    return st;
-}
 
 /* ---- save --------------------------------------------------------------------------------------- */
 ct_status ct_train_state_save(const char *path, const ct_optim *opt, int64_t step,
@@ -140,10 +61,10 @@ ct_status ct_train_state_save(const char *path, const ct_optim *opt, int64_t ste
     ct_ctx *ctx = ct_optim_module(opt)->ctx;
     if (!path || !*path) return ct_fail(ctx, CT_E_ARG, "train_state_save: the path is NULL or empty");
     if (n_rngs < 0 || (n_rngs > 0 && !rngs) || (user_bytes > 0 && !user))
-        return failf(ctx, CT_E_ARG, path, "train_state_save: %d generators / %zu user bytes with a "
+        return ct__failf(ctx, CT_E_ARG, path, "train_state_save: %d generators / %zu user bytes with a "
                      "NULL array or a negative count", n_rngs, user_bytes);
     for (int i = 0; i < n_rngs; i++)
-        if (!rngs[i]) return failf(ctx, CT_E_ARG, path, "train_state_save: generator %d is NULL", i);
+        if (!rngs[i]) return ct__failf(ctx, CT_E_ARG, path, "train_state_save: generator %d is NULL", i);
     int S = ct_optim_state_count(opt);
     int64_t P = ct_optim_state_size(opt);
     uint8_t h[TS_HEADER] = {0};
@@ -164,33 +85,33 @@ ct_status ct_train_state_save(const char *path, const ct_optim *opt, int64_t ste
 
     float *buf = P > 0 && S > 0 ? malloc((size_t)P * sizeof(float)) : NULL;
     if (P > 0 && S > 0 && !buf)
-        return failf(ctx, CT_E_NOMEM, path, "out of memory (%lld floats) copying the optimizer "
+        return ct__failf(ctx, CT_E_NOMEM, path, "out of memory (%lld floats) copying the optimizer "
                      "state", (long long)P);
-    wfile w = {.ctx = ctx, .path = path};
-    ct_status st = wf_open(&w);
+    ct__wfile w = {.ctx = ctx, .path = path};
+    ct_status st = ct__wf_open(&w);
     if (st) {
         free(buf);
         return st;
     }
-    st = wf_write(&w, h, sizeof h);
+    st = ct__wf_write(&w, h, sizeof h);
     for (int i = 0; i < S && !st; i++) {
         st = ct_optim_get_state(opt, i, buf, P);
         if (!st && !host_is_le()) swap4(buf, (size_t)P);
-        if (!st) st = wf_write(&w, buf, (size_t)P * sizeof(float));
+        if (!st) st = ct__wf_write(&w, buf, (size_t)P * sizeof(float));
     }
     for (int i = 0; i < n_rngs && !st; i++) {
         uint8_t r[CT_RNG_STATE_BYTES];
         ct_rng_save(rngs[i], r);
-        st = wf_write(&w, r, sizeof r);
+        st = ct__wf_write(&w, r, sizeof r);
     }
-    if (!st && user_bytes > 0) st = wf_write(&w, user, user_bytes);
+    if (!st && user_bytes > 0) st = ct__wf_write(&w, user, user_bytes);
     if (!st) {
         uint8_t c[4];
         wr32(c, (uint32_t)w.crc);
-        st = wf_write(&w, c, 4);
+        st = ct__wf_write(&w, c, 4);
     }
     free(buf);
-    return wf_finish(&w, st);
+    return ct__wf_finish(&w, st);
 }
 
 /* ---- load --------------------------------------------------------------------------------------- */
@@ -201,15 +122,15 @@ ct_status ct_train_state_load(const char *path, ct_optim *opt, int64_t *step,
     ct_ctx *ctx = ct_optim_module(opt)->ctx;
     if (!path) return ct_fail(ctx, CT_E_ARG, "train_state_load: the path is NULL");
     if (n_rngs < 0 || (n_rngs > 0 && !rngs))
-        return failf(ctx, CT_E_ARG, path, "train_state_load: %d generators with a NULL array", n_rngs);
+        return ct__failf(ctx, CT_E_ARG, path, "train_state_load: %d generators with a NULL array", n_rngs);
     for (int i = 0; i < n_rngs; i++)
-        if (!rngs[i]) return failf(ctx, CT_E_ARG, path, "train_state_load: generator %d is NULL", i);
+        if (!rngs[i]) return ct__failf(ctx, CT_E_ARG, path, "train_state_load: generator %d is NULL", i);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return failf(ctx, CT_E_IO, path, "cannot open for reading: %s", strerror(errno));
+    if (fd < 0) return ct__failf(ctx, CT_E_IO, path, "cannot open for reading: %s", strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return failf(ctx, CT_E_IO, path, "not a regular file");
+        return ct__failf(ctx, CT_E_IO, path, "not a regular file");
     }
     uint64_t size = (uint64_t)sb.st_size;
     uint8_t *buf = NULL;
@@ -217,7 +138,7 @@ ct_status ct_train_state_load(const char *path, ct_optim *opt, int64_t *step,
     uint8_t h[TS_HEADER] = {0};
     if (size < 8 || pread(fd, h, size < TS_HEADER ? (size_t)size : TS_HEADER, 0) <
                         (ssize_t)(size < TS_HEADER ? size : TS_HEADER)) {
-        st = failf(ctx, CT_E_FORMAT, path, "the file has %llu bytes, too few for a training state "
+        st = ct__failf(ctx, CT_E_FORMAT, path, "the file has %llu bytes, too few for a training state "
                    "(a %d-byte header); it is truncated: %s", (ull)size, TS_HEADER, TS_FIX);
         goto done;
     }
@@ -225,27 +146,27 @@ ct_status ct_train_state_load(const char *path, ct_optim *opt, int64_t *step,
         char m[40];
         snprintf(m, sizeof m, "%02x %02x %02x %02x", h[0], h[1], h[2], h[3]);
         bool st_file = h[7] == 0 && h[8] == '{';
-        st = failf(ctx, CT_E_FORMAT, path, "not a training-state file: bytes 0-3 are %s, expected "
+        st = ct__failf(ctx, CT_E_FORMAT, path, "not a training-state file: bytes 0-3 are %s, expected "
                    "\"CTTS\"%s", m, st_file ? " (this looks like a safetensors file: load weights "
                    "with ct_safetensors_load)" : "");
         goto done;
     }
     uint32_t version = rd32(h + 4);
     if (version != CT_TRAIN_STATE_VERSION) {
-        st = failf(ctx, CT_E_FORMAT, path, "training-state version %u at byte 4; this build reads "
+        st = ct__failf(ctx, CT_E_FORMAT, path, "training-state version %u at byte 4; this build reads "
                    "version %u: %s", version, CT_TRAIN_STATE_VERSION,
                    version > CT_TRAIN_STATE_VERSION ? "it was written by a newer cantor" : TS_FIX);
         goto done;
     }
     if (size < TS_HEADER + 4) {
-        st = failf(ctx, CT_E_FORMAT, path, "the file has %llu bytes, too few for a training state "
+        st = ct__failf(ctx, CT_E_FORMAT, path, "the file has %llu bytes, too few for a training state "
                    "(at least %d); it is truncated: %s", (ull)size, TS_HEADER + 4, TS_FIX);
         goto done;
     }
     uint32_t kind = rd32(h + 8), S = rd32(h + 12), R = rd32(h + 48), rb = rd32(h + 52);
     uint64_t P = rd64(h + 16), U = rd64(h + 56);
     if (rb != CT_RNG_STATE_BYTES) {
-        st = failf(ctx, CT_E_FORMAT, path, "byte 52 says %u bytes per random generator; this build "
+        st = ct__failf(ctx, CT_E_FORMAT, path, "byte 52 says %u bytes per random generator; this build "
                    "has %d: %s", rb, CT_RNG_STATE_BYTES, TS_FIX);
         goto done;
     }
@@ -255,14 +176,14 @@ ct_status ct_train_state_load(const char *path, ct_optim *opt, int64_t *step,
                 (uint64_t)R * CT_RNG_STATE_BYTES <= body - arrays &&
                 U == body - arrays - (uint64_t)R * CT_RNG_STATE_BYTES;
     if (!fits) {
-        st = failf(ctx, CT_E_FORMAT, path, "the header says %u state arrays of %llu floats, %u "
+        st = ct__failf(ctx, CT_E_FORMAT, path, "the header says %u state arrays of %llu floats, %u "
                    "generators and %llu user bytes, which does not match the file's %llu bytes: "
                    "the file is truncated or damaged: %s", S, (ull)P, R, (ull)U, (ull)size, TS_FIX);
         goto done;
     }
     if (kind != (uint32_t)ct_optim_kind_of(opt) || S != (uint32_t)ct_optim_state_count(opt) ||
         P != (uint64_t)ct_optim_state_size(opt)) {
-        st = failf(ctx, CT_E_STATE, path, "the file holds the state of a %s optimizer (%u state "
+        st = ct__failf(ctx, CT_E_STATE, path, "the file holds the state of a %s optimizer (%u state "
                    "arrays) over %llu parameters; this optimizer is %s (%d arrays) over %lld "
                    "parameters: resume with the same model and optimizer configuration",
                    kind_text(kind), S, (ull)P, ct_optim_name(opt), ct_optim_state_count(opt),
@@ -270,12 +191,12 @@ ct_status ct_train_state_load(const char *path, ct_optim *opt, int64_t *step,
         goto done;
     }
     if ((int)R != n_rngs || R > INT32_MAX) {
-        st = failf(ctx, CT_E_STATE, path, "the file holds %u random generators; %d were passed to "
+        st = ct__failf(ctx, CT_E_STATE, path, "the file holds %u random generators; %d were passed to "
                    "restore", R, n_rngs);
         goto done;
     }
     if (user && U > user_cap) {
-        st = failf(ctx, CT_E_ARG, path, "the file holds %llu user bytes; the buffer has room for "
+        st = ct__failf(ctx, CT_E_ARG, path, "the file holds %llu user bytes; the buffer has room for "
                    "%zu", (ull)U, user_cap);
         goto done;
     }
@@ -284,13 +205,13 @@ ct_status ct_train_state_load(const char *path, ct_optim *opt, int64_t *step,
     double lr;
     memcpy(&lr, &lr_bits, 8);
     if (opt_step < 0 || !isfinite(lr) || lr < 0) {
-        st = failf(ctx, CT_E_FORMAT, path, "the optimizer step count %lld (byte 32) or learning "
+        st = ct__failf(ctx, CT_E_FORMAT, path, "the optimizer step count %lld (byte 32) or learning "
                    "rate %g (byte 40) is invalid: %s", (long long)opt_step, lr, TS_FIX);
         goto done;
     }
     buf = malloc((size_t)size);
     if (!buf) {
-        st = failf(ctx, CT_E_NOMEM, path, "out of memory (%llu bytes)", (ull)size);
+        st = ct__failf(ctx, CT_E_NOMEM, path, "out of memory (%llu bytes)", (ull)size);
         goto done;
     }
     size_t got = 0;
@@ -302,14 +223,14 @@ ct_status ct_train_state_load(const char *path, ct_optim *opt, int64_t *step,
         got += (size_t)r;
     }
     if (got != size) {
-        st = failf(ctx, CT_E_IO, path, "reading failed at byte %zu: %s", got,
+        st = ct__failf(ctx, CT_E_IO, path, "reading failed at byte %zu: %s", got,
                    errno ? strerror(errno) : "the file shrank while being read");
         goto done;
     }
-    uint32_t want = rd32(buf + size - 4), have = (uint32_t)crc_update(crc32(0L, Z_NULL, 0), buf,
+    uint32_t want = rd32(buf + size - 4), have = (uint32_t)(uLong)ct__crc32(crc32(0L, Z_NULL, 0), buf,
                                                                        (size_t)size - 4);
     if (want != have) {
-        st = failf(ctx, CT_E_FORMAT, path, "CRC-32 mismatch: the data has %08x, the file's last 4 "
+        st = ct__failf(ctx, CT_E_FORMAT, path, "CRC-32 mismatch: the data has %08x, the file's last 4 "
                    "bytes say %08x; the file is damaged: %s", (unsigned)have, (unsigned)want, TS_FIX);
         goto done;
     }
@@ -317,7 +238,7 @@ ct_status ct_train_state_load(const char *path, ct_optim *opt, int64_t *step,
     ct_rng tmp;
     for (uint32_t i = 0; i < R; i++)
         if (ct_rng_load(&tmp, rp + (size_t)i * CT_RNG_STATE_BYTES, CT_RNG_STATE_BYTES) != CT_OK) {
-            st = failf(ctx, CT_E_FORMAT, path, "random generator %u (byte %llu) holds an invalid "
+            st = ct__failf(ctx, CT_E_FORMAT, path, "random generator %u (byte %llu) holds an invalid "
                        "state: %s", i, (ull)(TS_HEADER + S * P * 4 + (uint64_t)i * CT_RNG_STATE_BYTES),
                        TS_FIX);
             goto done;

@@ -161,7 +161,7 @@ ct_tensor *ct_permute_at(ct_src src, ct_tensor *t, int nd, const int64_t *perm) 
     if (nd != t->ndim)
         return ct__op_error(t->ctx, src, "permute", CT_E_ARG, "%d dims given for a tensor of shape %s",
                             nd, ct_shape_str(t, s, sizeof s));
-    int64_t ns[CT_MAX_DIMS], nst[CT_MAX_DIMS];
+    int64_t ns[CT_MAX_DIMS] = {0}, nst[CT_MAX_DIMS] = {0};
     bool seen[CT_MAX_DIMS] = {0};
     for (int i = 0; i < nd; i++) {
         int64_t p = perm[i] < 0 ? perm[i] + nd : perm[i];
