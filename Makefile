@@ -174,7 +174,7 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-bench: $(BENCH_BIN)
+bench: $(BENCH_BIN) $(CANTOR)
 	BENCH_BIN=$(BUILD)/bench/bench_rnn BENCH_DATA=$(BUILD)/bench/bench_data tests/bench/run_bench.sh
 
 # ---- demo -----------------------------------------------------------------------------------

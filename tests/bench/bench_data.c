@@ -13,7 +13,9 @@
  * Prints a table, or one JSON line per worker count with --json.
  *
  * usage: bench_data [--items N] [--batch N] [--window N] [--cost-us US] [--step-us US]
- *                   [--batches N] [--workers LIST] [--json]
+ *                   [--batches N] [--workers LIST] [--json] [--corpus FILE]
+ * --corpus FILE reads the train split of a corpus file (cantor corpus build) instead of the
+ * synthetic items, with the music augmentations of corpora/transforms.h in the workers.
  */
 #include <getopt.h>
 #include <math.h>
@@ -22,6 +24,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "corpora/dataset.h"
+#include "corpora/transforms.h"
 #include "engine/cantor.h"
 #include "engine/data.h"
 
@@ -137,12 +141,14 @@ static double run(ct_ctx *ctx, ct_dataloader *dl, int batches, uint64_t step_uni
 int main(int argc, char **argv) {
     int64_t items = 2000, batch = 32, window = 128;
     double cost_us = 200, step_us = 20000;
+    const char *corpus = NULL;
     int batches = 60;
     char workers_list[64] = "0,1,2";
     bool json = false;
     static const struct option opts[] = {
         {"items", required_argument, 0, 'n'},   {"batch", required_argument, 0, 'b'},
         {"window", required_argument, 0, 'w'},  {"cost-us", required_argument, 0, 'c'},
+        {"corpus", required_argument, 0, 'C'},
         {"step-us", required_argument, 0, 's'}, {"batches", required_argument, 0, 'k'},
         {"workers", required_argument, 0, 'W'}, {"json", no_argument, 0, 'j'},
         {0, 0, 0, 0}};
@@ -153,6 +159,7 @@ int main(int argc, char **argv) {
         case 'b': batch = atoll(optarg); break;
         case 'w': window = atoll(optarg); break;
         case 'c': cost_us = atof(optarg); break;
+        case 'C': corpus = optarg; break;
         case 's': step_us = atof(optarg); break;
         case 'k': batches = atoi(optarg); break;
         case 'W': snprintf(workers_list, sizeof workers_list, "%s", optarg); break;
@@ -178,11 +185,28 @@ int main(int argc, char **argv) {
 
     ct_ctx *ctx = ct_ctx_new();
     ct_transform parts[2], tf;
-    ct_transform_random_crop(ctx, &parts[0], 4 * window);
-    parts[1] = ct_transform_make("shift", shift_fn, NULL, NULL);
-    ct_compose(ctx, &tf, 2, parts);
+    cp_dataset *cd = NULL;
+    if (corpus) {
+        cd = cp_dataset_open(ctx, corpus, CP_TRAIN);
+        cp_augment_opts ao = cp_augment_defaults();
+        if (!cd || cp_augment(ctx, &tf, cp_corpus_encoding(cp_dataset_corpus(cd)), &ao) != CT_OK) {
+            fprintf(stderr, "bench_data: %s\n", ct_ctx_error(ctx));
+            return 1;
+        }
+        ds = cp_dataset_as(cd);
+        items = cp_dataset_len(cd);
+        if (!json) printf("bench_data: corpus %s (train split, music augmentations in the workers)\n", corpus);
+    } else {
+        ct_transform_random_crop(ctx, &parts[0], 4 * window);
+        parts[1] = ct_transform_make("shift", shift_fn, NULL, NULL);
+        ct_compose(ctx, &tf, 2, parts);
+    }
 
-    if (!json)
+    if (!json && corpus)
+        printf("bench_data: %lld pieces, batch %lld, window %lld, step %.1f ms, %d batches per run\n"
+               "workers | loader batches/s | steps/s with step | waiting for data\n",
+               (long long)items, (long long)batch, (long long)window, step_us / 1000, batches);
+    else if (!json)
         printf("bench_data: %lld items, batch %lld, window %lld, ~%.0f us per item, step %.1f ms, "
                "%d batches per run\n"
                "workers | loader batches/s | steps/s with step | waiting for data\n",

@@ -53,4 +53,13 @@ if [ -x "$data" ]; then
     echo
     echo "data loader (synthetic items, 200 us of work each; a simulated 20 ms training step):"
     "$data" --workers 0,1,2
+    notts=../shared/corpora/midi/nottingham
+    if [ -d "$notts" ] && [ -x bin/cantor ]; then
+        echo
+        echo "data loader on a real corpus (Nottingham, melody encoding, a simulated 20 ms step):"
+        bin/cantor corpus build "$notts" -o "$out/nottingham.corpus" --encoding melody --quiet > /dev/null \
+            && "$data" --workers 0,1,2 --corpus "$out/nottingham.corpus"
+    else
+        echo "note: ../shared/corpora/midi/nottingham is absent: the data loader ran on synthetic items only"
+    fi
 fi
