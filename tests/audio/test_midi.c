@@ -15,32 +15,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "audio/midi.h"
 #include "fuzz/fuzz_midi_body.h"
 
 #define FX(name) ("fixtures/midi/" name)
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)len + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
-
-static void spit(const char *path, const void *buf, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot create %s: %s", path, strerror(errno));
-    ck_assert_uint_eq(fwrite(buf, 1, n, f), n);
-    fclose(f);
-}
 
 /* tests/tmp/<stem>_<pid>.<ext>: unique per process */
 static const char *tmp_path(char *buf, size_t cap, const char *stem, const char *ext) {
@@ -212,7 +193,7 @@ START_TEST(test_mido_fixtures) {
     }
     /* what cantor writes with running status is byte for byte what mido wrote */
     size_t n_orig, n_out;
-    uint8_t *orig = slurp(mid, &n_orig), *out;
+    uint8_t *orig = tu_slurp(mid, &n_orig), *out;
     ck_assert_int_eq(cm_write_mem(f, &(cm_write_opts){.running_status = true}, &out, &n_out, NULL), CM_OK);
     ck_assert_uint_eq(n_out, n_orig);
     ck_assert(memcmp(out, orig, n_orig) == 0);
@@ -636,7 +617,7 @@ START_TEST(test_malformed) {
     /* the same through a file, and with no error record */
     char path[256];
     tmp_path(path, sizeof path, "midi_bad", "mid");
-    spit(path, b, n);
+    tu_spit(path, b, n);
     ck_assert_int_eq(cm_read_file(path, &f, &err), c->status);
     ck_assert(strncmp(err.message, path, strlen(path)) == 0);
     assert_has(err.message, c->message + (strncmp(c->message, "bad.mid: ", 9) == 0 ? 9 : 0));
@@ -685,7 +666,7 @@ START_TEST(test_read_errors) {
     if (pid == 0) {
         close(fds[0]);
         size_t n;
-        uint8_t *b = slurp(FX("fmt1_tempo_changes.mid"), &n);
+        uint8_t *b = tu_slurp(FX("fmt1_tempo_changes.mid"), &n);
         for (size_t i = 0; i < n; i += 7) /* in small pieces */
             if (write(fds[1], b + i, n - i < 7 ? n - i : 7) < 0) _exit(1);
         free(b);
@@ -1086,7 +1067,7 @@ START_TEST(test_atomic_writer) {
     ck_assert_int_eq(cm_write_file(small, path, NULL, &err), CM_OK);
     ck_assert_int_eq(cm_write_file(small, path, NULL, &err), CM_OK); /* over an existing file */
     size_t n_old;
-    uint8_t *old = slurp(path, &n_old);
+    uint8_t *old = tu_slurp(path, &n_old);
 
     /* a full disk (simulated with RLIMIT_FSIZE in a child): an error, the old file untouched */
     pid_t pid = fork();
@@ -1108,7 +1089,7 @@ START_TEST(test_atomic_writer) {
     ck_assert(WIFEXITED(status));
     ck_assert_int_eq(WEXITSTATUS(status), 0);
     size_t n_now;
-    uint8_t *now = slurp(path, &n_now);
+    uint8_t *now = tu_slurp(path, &n_now);
     ck_assert_uint_eq(n_now, n_old);
     ck_assert(memcmp(now, old, n_old) == 0);
     ck_assert_int_eq(count_tmp_files("midi_atomic"), 0);
@@ -1158,7 +1139,7 @@ static int run_dir(const char *dir) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         size_t len;
-        uint8_t *b = slurp(path, &len);
+        uint8_t *b = tu_slurp(path, &len);
         cm_fuzz_one(b, len);
         free(b);
         n++;
@@ -1175,7 +1156,7 @@ START_TEST(test_fuzz_regressions) {
         char path[128];
         snprintf(path, sizeof path, "fixtures/midi/%s.mid", MIDO_FIXTURES[i]);
         size_t len;
-        uint8_t *b = slurp(path, &len);
+        uint8_t *b = tu_slurp(path, &len);
         cm_fuzz_one(b, len);
         for (size_t cut = 0; cut < len; cut += 1 + cut / 8) cm_fuzz_one(b, cut); /* truncations */
         free(b);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "audio/audiofile.h"
 #include "audio/mulaw.h"
 #include "corpora/audio_dataset.h"
@@ -24,25 +25,6 @@
 #define SINE_FRAMES 44100   /* 1 s -> 8000 samples at 8 kHz */
 #define SHORT_RATE 22050
 #define SHORT_FRAMES 2205   /* 0.1 s -> 800 samples */
-
-static void rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        while (d && (de = readdir(d)) != NULL) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-            char sub[2048];
-            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-            rm_rf(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 /* The analytic mono mix of the stereo file at time t (seconds). */
 static double sine_mono(double t) {
@@ -60,7 +42,7 @@ static void fixture_make(fixture *f, const char *tag) {
     memset(f, 0, sizeof *f);
     mkdir("tmp", 0755);
     snprintf(f->dir, sizeof f->dir, "tmp/adata_%s_%ld", tag, (long)getpid());
-    rm_rf(f->dir);
+    tu_rm_rf(f->dir);
     ck_assert_int_eq(mkdir(f->dir, 0755), 0);
     char sub[300];
     snprintf(sub, sizeof sub, "%s/sub", f->dir);
@@ -96,7 +78,7 @@ static void fixture_make(fixture *f, const char *tag) {
 
 static void fixture_free(fixture *f) {
     ca_audio_free(&f->stereo);
-    rm_rf(f->dir);
+    tu_rm_rf(f->dir);
     struct stat st;
     ck_assert_msg(lstat(f->dir, &st) != 0, "temporary folder left behind: %s", f->dir);
 }
@@ -365,7 +347,7 @@ START_TEST(test_decoder) {
     mkdir("tmp", 0755);
     char dir[256], path[400];
     snprintf(dir, sizeof dir, "tmp/adata_dec_%ld", (long)getpid());
-    rm_rf(dir);
+    tu_rm_rf(dir);
     ck_assert_int_eq(mkdir(dir, 0755), 0);
     enum { N = 1234 };
     int64_t tok[N];
@@ -420,7 +402,7 @@ START_TEST(test_decoder) {
         snprintf(path, sizeof path, "%s/out.wav", dir);
         ck_assert_int_eq(cp_audio_tokens_write(path, tok, N, RATE, &err), CT_E_UNSUPPORTED);
     }
-    rm_rf(dir);
+    tu_rm_rf(dir);
     struct stat st;
     ck_assert_msg(lstat(dir, &st) != 0, "temporary folder left behind: %s", dir);
 }

@@ -36,30 +36,11 @@ static void mkdirs(const char *path) {
     mkdir(buf, 0755);
 }
 
-static void rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        while (d && (de = readdir(d)) != NULL) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-            char sub[2048];
-            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-            rm_rf(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* A fresh temporary folder under tests/tmp (tests run from tests/). */
 static void tmpdir(char *buf, size_t n, const char *tag) {
     static int counter = 0;
     snprintf(buf, n, "tmp/corpus_%s_%d_%d", tag, (int)getpid(), counter++);
-    rm_rf(buf);
+    tu_rm_rf(buf);
     mkdirs(buf);
 }
 
@@ -290,7 +271,7 @@ START_TEST(test_sources_walk) {
     ASSERT_HAS(err.message, "nowhere");
     ASSERT_HAS(err.message, "expected a folder of MIDI files");
     cp_sources_free(&s);
-    rm_rf(fx.dir);
+    tu_rm_rf(fx.dir);
 }
 END_TEST
 
@@ -404,7 +385,7 @@ START_TEST(test_build_threads_identical_and_skips) {
     cp_stats_free(&s1);
     cp_stats_free(&s2);
     cp_stats_free(&s3);
-    rm_rf(fx.dir);
+    tu_rm_rf(fx.dir);
 }
 END_TEST
 
@@ -485,8 +466,8 @@ START_TEST(test_split_by_content) {
     cp_corpus_close(c2);
     cp_stats_free(&st);
     cp_stats_free(&st2);
-    rm_rf(moved);
-    rm_rf(fx.dir);
+    tu_rm_rf(moved);
+    tu_rm_rf(fx.dir);
 }
 END_TEST
 
@@ -618,7 +599,7 @@ START_TEST(test_read_back_matches_direct_encoding) {
         cp_corpus_close(c);
         cp_stats_free(&st);
     }
-    rm_rf(fx.dir);
+    tu_rm_rf(fx.dir);
 }
 END_TEST
 
@@ -666,7 +647,7 @@ START_TEST(test_performance_split_at_silences) {
     ck_assert_int_eq(t[0], CM_PERF_TIME_SHIFT_OFFSET + 99);   /* 1 s of leading silence */
     cp_corpus_close(c);
     cp_stats_free(&st);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -731,7 +712,7 @@ START_TEST(test_build_errors) {
     struct dirent *de;
     while ((de = readdir(d)) != NULL) ck_assert_msg(!strstr(de->d_name, ".tmp."), "left behind: %s", de->d_name);
     closedir(d);
-    rm_rf(fx.dir);
+    tu_rm_rf(fx.dir);
 }
 END_TEST
 
@@ -852,7 +833,7 @@ START_TEST(test_config_round_trip) {
         ck_assert_int_eq(cp_corpus_test_pct(c), 15);
         cp_corpus_close(c);
     }
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -1094,7 +1075,7 @@ START_TEST(test_corrupt_files) {
     cp_corpus_close(NULL);
     free(b);
     free(g);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -1174,7 +1155,7 @@ START_TEST(test_writer) {
         if (de->d_name[0] != '.') files++;
     closedir(d);
     ck_assert_int_eq(files, 1);
-    rm_rf(dir);
+    tu_rm_rf(dir);
 }
 END_TEST
 
@@ -1340,7 +1321,7 @@ START_TEST(test_dataset_loader) {
     ASSERT_HAS(ct_ctx_error(ctx), "fixtures/none.corpus: cannot open");
     ct_ctx_free(ctx);
     cp_stats_free(&st);
-    rm_rf(fx.dir);
+    tu_rm_rf(fx.dir);
 }
 END_TEST
 
@@ -1390,7 +1371,7 @@ START_TEST(test_dataset_pianoroll_frames) {
     cp_dataset_free(d);
     ct_ctx_free(ctx);
     cp_stats_free(&st);
-    rm_rf(fx.dir);
+    tu_rm_rf(fx.dir);
 }
 END_TEST
 
@@ -1906,7 +1887,7 @@ START_TEST(test_augment_determinism) {
     cp_dataset_free(d);
     ct_ctx_free(ctx);
     cp_stats_free(&st);
-    rm_rf(fx.dir);
+    tu_rm_rf(fx.dir);
 }
 END_TEST
 
@@ -1963,7 +1944,7 @@ START_TEST(test_default_sources) {
     cp_sources_free(&s);
     /* not installed at all */
     snprintf(p, sizeof p, "%s/usr/share/games/simutrans", root);
-    rm_rf(p);
+    tu_rm_rf(p);
     ck_assert_int_eq(cp_default_sources(&d, &s, &err), CT_E_IO);
     ASSERT_HAS(err.message, "the default corpus is not installed: Debian package simutrans-data");
     ASSERT_HAS(err.message, "run `make deps`");
@@ -1976,7 +1957,7 @@ START_TEST(test_default_sources) {
     ASSERT_HAS(err.message, "dpkg lists 1 MIDI files of openttd-openmsx but 1 are missing");
     ASSERT_HAS(err.message, "--reinstall openttd-openmsx");
     cp_sources_free(&s);
-    rm_rf(root);
+    tu_rm_rf(root);
 }
 END_TEST
 

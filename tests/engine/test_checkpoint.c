@@ -20,26 +20,6 @@
 #include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)len + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
-
-static void spit(const char *path, const void *buf, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot create %s: %s", path, strerror(errno));
-    ck_assert_uint_eq(fwrite(buf, 1, n, f), n);
-    fclose(f);
-}
 
 static bool has_bytes(const uint8_t *buf, size_t n, const char *want) {
     size_t k = strlen(want);
@@ -107,7 +87,7 @@ START_TEST(test_module_roundtrip) {
     const char *keys[] = {"step", "note"}, *vals[] = {"1200", "quote \" back\\slash\nnew line \xc3\xa9"};
     ck_assert_int_eq(ct_safetensors_save(p, a.root, 2, keys, vals), CT_OK);
     size_t n;
-    uint8_t *img = slurp(p, &n);
+    uint8_t *img = tu_slurp(p, &n);
     uint64_t hn = 0;
     for (int i = 0; i < 8; i++) hn |= (uint64_t)img[i] << (8 * i);
     ck_assert_uint_eq(hn % 8, 0);
@@ -155,7 +135,7 @@ START_TEST(test_module_roundtrip) {
     /* a module without parameters and no metadata: "{}" padded */
     ct_module *empty = ct_module_new(ctx, "Empty", 0);
     ck_assert_int_eq(ct_safetensors_save(p, empty, 0, NULL, NULL), CT_OK);
-    img = slurp(p, &n);
+    img = tu_slurp(p, &n);
     ck_assert_uint_eq(n, 16);
     ck_assert(memcmp(img, "\x08\0\0\0\0\0\0\0{}      ", 16) == 0);
     free(img);
@@ -208,7 +188,7 @@ START_TEST(test_reference_layout) {
     const char *k = "format", *v = "pt";
     ck_assert_int_eq(ct_safetensors_write(ctx, p, 7, names, ts, 1, &k, &v), CT_OK);
     size_t n1, n2;
-    uint8_t *mine = slurp(p, &n1), *ref = slurp(fx, &n2);
+    uint8_t *mine = tu_slurp(p, &n1), *ref = tu_slurp(fx, &n2);
     ck_assert_uint_eq(n1, n2);
     ck_assert_msg(memcmp(mine, ref, n1) == 0, "cantor's file differs from the reference layout");
     free(mine);
@@ -323,7 +303,7 @@ START_TEST(test_read_errors) {
     tmp_path(p, sizeof p, "bad", "safetensors");
     uint8_t img[512], data[64] = {0};
     size_t n = mk_st(img, sizeof img, c->header, data, c->data_bytes);
-    spit(p, img, n);
+    tu_spit(p, img, n);
     ck_assert_ptr_null(ct_safetensors_open(ctx, p));
     ck_assert_int_eq(errs.last.status, c->status);
     assert_msg_has(&errs, c->msg);
@@ -339,22 +319,22 @@ START_TEST(test_read_errors_framing) {
     char p[128];
     tmp_path(p, sizeof p, "frame", "safetensors");
     /* shorter than the length field */
-    spit(p, "\x02\0\0", 3);
+    tu_spit(p, "\x02\0\0", 3);
     ck_assert_ptr_null(ct_safetensors_open(ctx, p));
     assert_msg_has(&errs, "the file has 3 bytes; a safetensors file starts with an 8-byte header length");
     /* header length beyond the file */
-    spit(p, "\x40\0\0\0\0\0\0\0{}", 10);
+    tu_spit(p, "\x40\0\0\0\0\0\0\0{}", 10);
     ck_assert_ptr_null(ct_safetensors_open(ctx, p));
     assert_msg_has(&errs, "the header length at byte 0 says 64 bytes, but only 2 bytes follow it");
     /* header length beyond the format's limit (and the file) */
-    spit(p, "\x00\0\0\0\x01\0\0\0{}", 10);
+    tu_spit(p, "\x00\0\0\0\x01\0\0\0{}", 10);
     ck_assert_ptr_null(ct_safetensors_open(ctx, p));
     assert_msg_has(&errs, "says 4294967296 bytes, more than the 100000000 a safetensors header may have");
-    spit(p, "\xff\xff\xff\xff\xff\xff\xff\xff{}", 10);
+    tu_spit(p, "\xff\xff\xff\xff\xff\xff\xff\xff{}", 10);
     ck_assert_ptr_null(ct_safetensors_open(ctx, p));
     ck_assert_int_eq(errs.last.status, CT_E_FORMAT);
     /* an unpadded but valid header is accepted */
-    spit(p, "\x02\0\0\0\0\0\0\0{}", 10);
+    tu_spit(p, "\x02\0\0\0\0\0\0\0{}", 10);
     ct_safetensors *f = ct_safetensors_open(ctx, p);
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(ct_safetensors_count(f), 0);
@@ -363,7 +343,7 @@ START_TEST(test_read_errors_framing) {
     uint8_t img[256], data[16] = {0};
     size_t n = mk_st(img, sizeof img, "{\"\\u00fc\\ud83c\\udfb5\\/\\t\":{\"dtype\":\"I64\",\"shape\":[2],"
                      "\"data_offsets\":[0,16]}}", data, 16);
-    spit(p, img, n);
+    tu_spit(p, img, n);
     f = ct_safetensors_open(ctx, p);
     ck_assert_msg(f != NULL, "%s", errs.last.msg);
     ck_assert_str_eq(ct_safetensors_name(f, 0), "\xc3\xbc\xf0\x9f\x8e\xb5/\t");
@@ -408,7 +388,7 @@ START_TEST(test_load_mismatch) {
     assert_msg_has(&errs, "'w1' is F32 [3, 4] in the file, F32 [4, 3] in the module");
     ck_assert(memcmp(before, ct_data_f32(ct_module_flat_params(m.root)), sizeof before) == 0);
     /* a bad file: the open error comes through */
-    spit(p, "junk", 4);
+    tu_spit(p, "junk", 4);
     ck_assert_int_eq(ct_safetensors_load(p, m.root, NULL, NULL), CT_E_FORMAT);
     ck_assert_int_eq(ct_safetensors_load(p, NULL, NULL, NULL), CT_E_NULL);
     ck_assert(memcmp(before, ct_data_f32(ct_module_flat_params(m.root)), sizeof before) == 0);
@@ -434,12 +414,12 @@ START_TEST(test_atomic_write) {
     ck_assert_int_eq(ct_safetensors_save(p, m.root, 0, NULL, NULL), CT_OK);
     ck_assert(!exists(tmp));
     size_t n0, n1;
-    uint8_t *old = slurp(p, &n0);
+    uint8_t *old = tu_slurp(p, &n0);
     ck_assert_int_eq(mkdir(tmp, 0777), 0);
     ck_assert_int_eq(ct_safetensors_save(p, other.root, 0, NULL, NULL), CT_E_IO);
     assert_msg_has(&errs, "Is a directory");
     rmdir(tmp);
-    uint8_t *now = slurp(p, &n1);
+    uint8_t *now = tu_slurp(p, &n1);
     ck_assert(n0 == n1 && memcmp(old, now, n0) == 0);
     free(now);
     /* a full disk, simulated with a file-size limit: the write fails with the system's reason,
@@ -457,7 +437,7 @@ START_TEST(test_atomic_write) {
     assert_msg_has(&errs, "File too large");
     assert_msg_has(&errs, "was left as it was");
     ck_assert(!exists(tmp));
-    now = slurp(p, &n1);
+    now = tu_slurp(p, &n1);
     ck_assert(n0 == n1 && memcmp(old, now, n0) == 0);
     free(now);
     free(old);
@@ -547,7 +527,7 @@ START_TEST(test_resume_bitexact) {
     ck_assert(memcmp(&ra, &rc, sizeof ra) == 0);
     /* the file's length is exactly as documented: 64 + 2*22*4 + 40 + 11 + 4 */
     size_t n;
-    uint8_t *img = slurp(sp, &n);
+    uint8_t *img = tu_slurp(sp, &n);
     ck_assert_uint_eq(n, 64 + 2 * 22 * 4 + 40 + sizeof blob + 4);
     ck_assert(memcmp(img, "CTTS\x01\0\0\0\x02\0\0\0\x02\0\0\0\x16\0\0\0\0\0\0\0\x04", 25) == 0);
     free(img);
@@ -579,7 +559,7 @@ START_TEST(test_train_state_errors) {
     ct_optim_set_state(adam, 0, ones, 22);
     ck_assert_int_eq(ct_train_state_save(sp, adam, 9, rs, 1, NULL, 0), CT_OK);
     size_t n;
-    uint8_t *img = slurp(sp, &n);
+    uint8_t *img = tu_slurp(sp, &n);
     ck_assert_uint_eq(n, 64 + 2 * 22 * 4 + 40 + 4);
     int64_t step = -7;
     ct_optim *fresh = ct_adam_new(m.root, ct_adam_defaults(0.02));
@@ -595,37 +575,37 @@ START_TEST(test_train_state_errors) {
     uint8_t *b = malloc(n);
     memcpy(b, img, n);
     memcpy(b, "XXXX", 4);
-    spit(bp, b, n);
+    tu_spit(bp, b, n);
     LOAD_FAILS(fresh, CT_E_FORMAT,
                "not a training-state file: bytes 0-3 are 58 58 58 58, expected \"CTTS\"");
     ck_assert_int_eq(ct_safetensors_save(bp, m.root, 0, NULL, NULL), CT_OK);
     LOAD_FAILS(fresh, CT_E_FORMAT, "this looks like a safetensors file");
     memcpy(b, img, n);
     b[4] = 2;
-    spit(bp, b, n);
+    tu_spit(bp, b, n);
     LOAD_FAILS(fresh, CT_E_FORMAT, "training-state version 2 at byte 4; this build reads "
                                    "version 1: it was written by a newer cantor");
     /* truncated: too short for the header, and one byte short */
-    spit(bp, img, 30);
+    tu_spit(bp, img, 30);
     LOAD_FAILS(fresh, CT_E_FORMAT, "the file has 30 bytes, too few for a training state");
-    spit(bp, img, n - 1);
+    tu_spit(bp, img, n - 1);
     LOAD_FAILS(fresh, CT_E_FORMAT,
                "which does not match the file's 283 bytes: the file is truncated or damaged");
     /* a flipped bit in the state arrays: the CRC */
     memcpy(b, img, n);
     b[100] ^= 4;
-    spit(bp, b, n);
+    tu_spit(bp, b, n);
     LOAD_FAILS(fresh, CT_E_FORMAT, "CRC-32 mismatch");
     /* an invalid generator state (all zero) under a valid CRC */
     memcpy(b, img, n);
     memset(b + n - 44, 0, 40);
     uint32_t crc = (uint32_t)crc32(0L, b, (uInt)(n - 4));
     for (int i = 0; i < 4; i++) b[n - 4 + (size_t)i] = (uint8_t)(crc >> (8 * i));
-    spit(bp, b, n);
+    tu_spit(bp, b, n);
     LOAD_FAILS(fresh, CT_E_FORMAT, "random generator 0 (byte 240) holds an invalid state");
     free(b);
     /* another optimizer kind, another model size, another generator count, a small user buffer */
-    spit(bp, img, n);
+    tu_spit(bp, img, n);
     ct_optim *sgd = ct_sgd_new(m.root, (ct_sgd_config){.lr = 0.1, .momentum = 0.9});
     ck_assert_int_eq(ct_train_state_load(bp, sgd, &step, rl, 1, NULL, 0, NULL), CT_E_STATE);
     assert_msg_has(&errs, "the file holds the state of a Adam optimizer (2 state arrays) over 22 "

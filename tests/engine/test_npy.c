@@ -11,26 +11,6 @@
 #define FX(name) TU_FIXTURE("npy/" name)
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)len + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
-
-static void spit(const char *path, const void *buf, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot create %s: %s", path, strerror(errno));
-    ck_assert_uint_eq(fwrite(buf, 1, n, f), n);
-    fclose(f);
-}
 
 static bool exists(const char *path) { return access(path, F_OK) == 0; }
 
@@ -127,7 +107,7 @@ START_TEST(test_load_mem_and_scope) {
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
     size_t n;
-    uint8_t *buf = slurp(FX("i64_neg.npy"), &n);
+    uint8_t *buf = tu_slurp(FX("i64_neg.npy"), &n);
     int64_t live = ct_ctx_mem_stats(ctx).live_tensors;
     ct_scope_begin(ctx);
     ct_tensor *t = ct_npy_load_mem(ctx, buf, n, "labels");
@@ -211,7 +191,7 @@ START_TEST(test_roundtrip_npy) {
     tmp_path(p, sizeof p, "same_as_numpy", "npy");
     ck_assert_int_eq(ct_npy_save(p, a), CT_OK);
     size_t n1, n2;
-    uint8_t *mine = slurp(p, &n1), *theirs = slurp(FX("f32_2x3.npy"), &n2);
+    uint8_t *mine = tu_slurp(p, &n1), *theirs = tu_slurp(FX("f32_2x3.npy"), &n2);
     ck_assert_uint_eq(n1, n2);
     ck_assert(memcmp(mine, theirs, n1) == 0);
     ck_assert_uint_eq(mine[8] + 10u, 128u);          /* data starts at a multiple of 64 */
@@ -299,7 +279,7 @@ START_TEST(test_roundtrip_npz) {
 
     /* the local headers carry the right CRC-32 (zip tools check those) */
     size_t n;
-    uint8_t *buf = slurp(p, &n);
+    uint8_t *buf = tu_slurp(p, &n);
     ck_assert_uint_eq(buf[0], 'P');
     ck_assert_uint_eq(buf[1], 'K');
     uint32_t crc_local = (uint32_t)buf[14] | (uint32_t)buf[15] << 8 | (uint32_t)buf[16] << 16 |
@@ -411,11 +391,11 @@ START_TEST(test_truncated_files) {
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
     size_t n;
-    uint8_t *buf = slurp(FX("f32_2x3.npy"), &n);
+    uint8_t *buf = tu_slurp(FX("f32_2x3.npy"), &n);
     char p[128];
     tmp_path(p, sizeof p, "truncated", "npy");
     for (size_t k = 0; k < n; k++) {
-        spit(p, buf, k);
+        tu_spit(p, buf, k);
         errs.count = 0;
         ck_assert_ptr_null(ct_npy_load(ctx, p));
         ck_assert_int_eq(errs.count, 1);
@@ -426,14 +406,14 @@ START_TEST(test_truncated_files) {
         ck_assert_ptr_null(ct_npy_load_mem(ctx, buf, k, "m"));
         ck_assert_int_eq(errs.last.status, CT_E_FORMAT);
     }
-    spit(p, buf, 0);
+    tu_spit(p, buf, 0);
     ct_npy_load(ctx, p);
     assert_msg_has(&errs, "truncated: the file has 0 bytes, a .npy file has at least 10");
-    spit(p, buf, 100);
+    tu_spit(p, buf, 100);
     ct_npy_load(ctx, p);
     assert_msg_has(&errs, "the header length at byte 8 is 118 bytes, but only 90 bytes follow "
                           "(file size 100): the file is truncated or damaged");
-    spit(p, buf, 140);
+    tu_spit(p, buf, 140);
     ct_npy_load(ctx, p);
     assert_msg_has(&errs, "data size mismatch: the header says shape (2, 3) of '<f4' = 24 bytes "
                           "from byte 128, but the file has 12 bytes there (file size 140): the "
@@ -561,7 +541,7 @@ static void put32(uint8_t *p, uint32_t v) { put16(p, v); put16(p + 2, v >> 16); 
 static ct_status npz_try(ct_ctx *ctx, const uint8_t *img, size_t n, const char *key) {
     char p[128];
     tmp_path(p, sizeof p, "damaged", "npz");
-    spit(p, img, n);
+    tu_spit(p, img, n);
     ct_npz *z = ct_npz_open(ctx, p);
     ct_status st = z ? CT_OK : ct_ctx_status(ctx);
     if (z && !ct_npz_get(z, key)) st = ct_ctx_status(ctx);
@@ -574,7 +554,7 @@ START_TEST(test_damaged_npz) {
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
     size_t n;
-    uint8_t *orig = slurp(FX("savez.npz"), &n), *img = malloc(n + 64);
+    uint8_t *orig = tu_slurp(FX("savez.npz"), &n), *img = malloc(n + 64);
     ck_assert_uint_eq(get32(orig + n - 22), 0x06054b50u);
     uint32_t cd = get32(orig + n - 22 + 16);
     ck_assert_int_eq(npz_try(ctx, orig, n, "labels"), CT_OK);
@@ -644,7 +624,7 @@ START_TEST(test_damaged_npz) {
 
     /* a deflated archive, damaged */
     free(orig);
-    orig = slurp(FX("savez_compressed.npz"), &n);
+    orig = tu_slurp(FX("savez_compressed.npz"), &n);
     img = realloc(img, n + 64);
     cd = get32(orig + n - 22 + 16);
     ck_assert_uint_eq(get32(orig + cd + 10) & 0xffff, 8);
@@ -677,7 +657,7 @@ START_TEST(test_zip64_central_extra) {
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
     size_t n;
-    uint8_t *orig = slurp(FX("savez.npz"), &n);
+    uint8_t *orig = tu_slurp(FX("savez.npz"), &n);
     uint32_t cd = get32(orig + n - 22 + 16);
     uint8_t *img = malloc(n + 128);
     memcpy(img, orig, cd);
@@ -709,7 +689,7 @@ START_TEST(test_zip64_central_extra) {
     size_t m = o + 22;
     char p[128];
     tmp_path(p, sizeof p, "zip64", "npz");
-    spit(p, img, m);
+    tu_spit(p, img, m);
     ct_npz *z = ct_npz_open(ctx, p);
     ck_assert_msg(z != NULL, "%s", errs.last.msg);
     tu_assert_close(ct_npz_get(z, "weights"), F32_2X3, 0, 0);
@@ -720,7 +700,7 @@ START_TEST(test_zip64_central_extra) {
     memmove(img + cd + 46 + 11, img + cd + 46 + 11 + 36, m - (cd + 46 + 11 + 36));
     m -= 36;
     put32(img + m - 22 + 12, get32(img + m - 22 + 12) - 36);
-    spit(p, img, m);
+    tu_spit(p, img, m);
     ck_assert_ptr_null(ct_npz_open(ctx, p));
     assert_msg_has(&errs, "has 32-bit fields set to 0xffffffff but no valid zip64 extra field");
     unlink(p);
