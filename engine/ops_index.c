@@ -63,6 +63,17 @@ static void fmt_position(int nd, const int64_t *shape, int64_t pos, char *buf, s
     ct__fmt_shape(nd, idx, buf, n);
 }
 
+/* Records the node of an op on a along dim d that keeps its contiguous int64 index ix
+ * (index_select, gather: iv[0] = d, saved[0] = ix); false when recording failed. */
+static bool record_indexed(ct_src src, const ct_op_def *def, ct_tensor *a, ct_tensor *out, int d,
+                           ct_tensor *ix) {
+    ct_node *n = ct__record(src, def, 1, &a, 1, &out);
+    if (!n) return false;
+    n->iv[0] = d;
+    ct__save(n, ix);
+    return true;
+}
+
 /* ---- index_select ------------------------------------------------------------------------ */
 /* saved[0]: the contiguous indices; iv[0]: dim */
 static ct_status index_select_bw(ct_node *n, ct_tensor *const *g, ct_tensor **gin) {
@@ -112,12 +123,7 @@ ct_tensor *ct_index_select_at(ct_src src, ct_tensor *a, int dim, ct_tensor *indi
     }
     k->index_select(out, ac, d, ix);
     res = out;
-    if (rec) {
-        ct_node *n = ct__record(src, &index_select_def, 1, &a, 1, &out);
-        if (!n) { res = NULL; goto done; }
-        n->iv[0] = d;
-        ct__save(n, ix);
-    }
+    if (rec && !record_indexed(src, &index_select_def, a, out, d, ix)) res = NULL;
 done:
     ct_scope_end(ctx);
     return res;
@@ -176,12 +182,7 @@ ct_tensor *ct_gather_at(ct_src src, ct_tensor *a, int dim, ct_tensor *index) {
     }
     k->gather(out, a, d, ix);
     res = out;
-    if (rec) {
-        ct_node *n = ct__record(src, &gather_def, 1, &a, 1, &out);
-        if (!n) { res = NULL; goto done; }
-        n->iv[0] = d;
-        ct__save(n, ix);
-    }
+    if (rec && !record_indexed(src, &gather_def, a, out, d, ix)) res = NULL;
 done:
     ct_scope_end(ctx);
     return res;
