@@ -14,6 +14,9 @@ HAVE_OPENBLAS := $(shell pkg-config --exists openblas 2>/dev/null && echo 1)
 HAVE_CHECK    := $(shell pkg-config --exists check 2>/dev/null && echo 1)
 HAVE_SNDFILE  := $(shell pkg-config --exists sndfile 2>/dev/null && echo 1)
 HAVE_FLUIDSYNTH := $(shell pkg-config --exists fluidsynth 2>/dev/null && echo 1)
+HAVE_PORTMIDI := $(shell test -f /usr/include/portmidi.h && echo 1)
+HAVE_MHD      := $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo 1)
+HAVE_MPI      := $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1)
 NVCC          ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_HOME     ?= /usr/local/cuda
 
@@ -29,6 +32,21 @@ endif
 ifeq ($(HAVE_FLUIDSYNTH),1)
 AUDIO_CFLAGS += -DCT_HAVE_FLUIDSYNTH=1
 AUDIO_LIBS   += $(shell pkg-config --libs fluidsynth)
+endif
+# PortMidi (live MIDI output) has no .pc file; it also holds the Pt_* timer functions
+ifeq ($(HAVE_PORTMIDI),1)
+AUDIO_CFLAGS += -DCT_HAVE_PORTMIDI=1
+AUDIO_LIBS   += -lportmidi
+endif
+# libmicrohttpd serves the training dashboard (apps/ only)
+ifeq ($(HAVE_MHD),1)
+APP_CFLAGS += -DCT_HAVE_MHD=1 $(shell pkg-config --cflags libmicrohttpd)
+APP_LIBS   += $(shell pkg-config --libs libmicrohttpd)
+endif
+# Open MPI: multi-process data-parallel training (engine/parallel/)
+ifeq ($(HAVE_MPI),1)
+MPI_CFLAGS := -DCT_HAVE_MPI=1 $(shell pkg-config --cflags ompi-c)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c)
 endif
 ifeq ($(HAVE_CHECK),1)
 CHECK_CFLAGS := $(shell pkg-config --cflags check)
@@ -50,11 +68,11 @@ endif
 BUILD   ?= build/$(VARIANT)
 CFLAGS  := -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla \
            -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -I. $(BLAS_CFLAGS) $(SANFLAGS) \
-           -DCT_VERSION='"$(VERSION)"' -pthread $(AUDIO_CFLAGS)
-LDLIBS  := $(BLAS_LIBS) $(AUDIO_LIBS) -lz -lm -pthread
+           -DCT_VERSION='"$(VERSION)"' -pthread $(AUDIO_CFLAGS) $(APP_CFLAGS) $(MPI_CFLAGS)
+LDLIBS  := $(BLAS_LIBS) $(AUDIO_LIBS) $(APP_LIBS) $(MPI_LIBS) -lz -lm -pthread
 LDFLAGS := $(SANFLAGS)
 
-ENGINE_SRC := $(wildcard engine/*.c engine/cpu/*.c)
+ENGINE_SRC := $(wildcard engine/*.c engine/cpu/*.c engine/parallel/*.c)
 AUDIO_SRC  := $(wildcard audio/*.c)
 MODELS_SRC := $(wildcard models/*.c)
 CORPORA_SRC:= $(wildcard corpora/*.c)
@@ -88,6 +106,9 @@ probe:
 	@if [ "$(HAVE_OPENBLAS)" = 1 ]; then echo "  ✓ OpenBLAS found ($(BLAS_LIBS))"; else echo "  ✗ OpenBLAS not found: run 'make deps'"; fi
 	@if [ "$(HAVE_SNDFILE)" = 1 ]; then echo "  ✓ libsndfile found (WAV, FLAC, OGG)"; else echo "  ✗ libsndfile not found: audio files disabled ('make deps')"; fi
 	@if [ "$(HAVE_FLUIDSYNTH)" = 1 ]; then echo "  ✓ FluidSynth found (General MIDI rendering with a SoundFont)"; else echo "  ✗ FluidSynth not found: the built-in synthesizer renders ('make deps-fluidsynth' for real instruments)"; fi
+	@if [ "$(HAVE_PORTMIDI)" = 1 ]; then echo "  ✓ PortMidi found (cantor play, cantor devices)"; else echo "  ✗ PortMidi not found: no live MIDI output ('make deps')"; fi
+	@if [ "$(HAVE_MHD)" = 1 ]; then echo "  ✓ libmicrohttpd found (training dashboard)"; else echo "  ✗ libmicrohttpd not found: no dashboard ('make deps')"; fi
+	@if [ "$(HAVE_MPI)" = 1 ]; then echo "  ✓ Open MPI found (mpirun -np N cantor train)"; else echo "  ✗ Open MPI not found: single-process training only ('make deps')"; fi
 	@if [ "$(HAVE_CHECK)" = 1 ]; then echo "  ✓ Check found (unit tests)"; else echo "  ✗ Check not found: 'make test' needs it ('make deps')"; fi
 	@if [ -n "$(NVCC)" ]; then \
 	   if [ "$(CUDA)" = 1 ]; then echo "  ✓ nvcc found: building the CUDA backend"; \
@@ -200,7 +221,8 @@ demo: $(CANTOR) $(DEMO_BIN)
 # ---- set-up -----------------------------------------------------------------------------------
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev zlib1g-dev libsndfile1-dev check valgrind \
                 python3-numpy python3-mido clang libclang-rt-14-dev \
-                openttd-openmsx simutrans-data
+                openttd-openmsx simutrans-data libportmidi-dev libmicrohttpd-dev \
+                libopenmpi-dev openmpi-bin chromium curl
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	 if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \

@@ -10,6 +10,10 @@ extern const cli_cmd cli_cmd_render;
 extern const cli_cmd cli_cmd_corpus;
 extern const cli_cmd cli_cmd_train;
 extern const cli_cmd cli_cmd_sample;
+extern const cli_cmd cli_cmd_eval;
+extern const cli_cmd cli_cmd_play;
+extern const cli_cmd cli_cmd_devices;
+extern const cli_cmd cli_cmd_dashboard;
 
 static void print_version(void) {
     printf("cantor %s\n", ct_version());
@@ -53,7 +57,8 @@ static void help_help(FILE *f) { fprintf(f, "usage: cantor help [COMMAND]\n"); }
 static const cli_cmd cmd_version = {"version", "print the version and the build configuration", version_run, version_help};
 static const cli_cmd cmd_help = {"help", "show the options of a command", help_run, help_help};
 
-const cli_cmd *const cli_commands[] = {&cli_cmd_corpus, &cli_cmd_train, &cli_cmd_sample, &cli_cmd_render, &cmd_version, &cmd_help, NULL};
+const cli_cmd *const cli_commands[] = {&cli_cmd_corpus, &cli_cmd_train, &cli_cmd_sample, &cli_cmd_eval, &cli_cmd_render,
+                                       &cli_cmd_play, &cli_cmd_devices, &cli_cmd_dashboard, &cmd_version, &cmd_help, NULL};
 
 int main(int argc, char **argv) {
     if (argc < 2) { main_help(stderr); return CLI_USAGE; }
