@@ -1,0 +1,147 @@
+/* engine/parallel/nccl.c — the GPU side of the process world: one CUDA device per rank
+ * (local_rank % device count) and an NCCL communicator bootstrapped over MPI (rank 0's
+ * ncclUniqueId is broadcast with MPI_Bcast). The NCCL part compiles only with CT_HAVE_CUDA,
+ * CT_HAVE_NCCL (link -lnccl) and CT_HAVE_MPI; otherwise ct_dist_gpu_init says what is
+ * missing. See dist.h. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine/parallel/dist_internal.h"
+#include "engine/version.h"
+
+#ifdef CT_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+#if defined(CT_HAVE_CUDA) && defined(CT_HAVE_NCCL) && defined(CT_HAVE_MPI)
+#include <nccl.h>
+#define CT_DIST_NCCL 1
+#endif
+
+#ifdef CT_DIST_NCCL
+typedef struct gpu_state {
+    ncclComm_t comm;       /* NULL in a world of one */
+    cudaStream_t stream;
+} gpu_state;
+
+static ct_status nccl_fail(ct_dist *d, ncclResult_t r, const char *what) {
+    return ct_fail(d->ctx, CT_E_DEVICE, "dist: %s failed on rank %d of %d (cuda:%d): %s", what, d->rank,
+                   d->size, d->gpu_device, ncclGetErrorString(r));
+}
+#endif
+
+ct_status ct_dist_gpu_init(ct_dist *d, int *device) {
+    if (!d) return CT_E_NULL;
+    if (d->gpu_device >= 0) {
+        if (device) *device = d->gpu_device;
+        return CT_OK;
+    }
+#ifndef CT_HAVE_CUDA
+    (void)device;
+    return ct_fail(d->ctx, CT_E_UNSUPPORTED, "dist: gpu_init: this build has no CUDA (rebuild with "
+                                             "'make CUDA=1'); on the CPU, MPI reduces the gradients "
+                                             "(no gpu_init needed)");
+#else
+    char why[160] = "";
+    const int n = ct_cuda_device_count(why, sizeof why);
+    if (n < 1)
+        return ct_fail(d->ctx, CT_E_DEVICE, "dist: gpu_init: rank %d of %d: %s; train on the CPU "
+                                            "(MPI reduces the gradients)",
+                       d->rank, d->size, why);
+    const int dev = d->local_rank % n;
+#ifndef CT_DIST_NCCL
+    if (d->mpi && d->size > 1)
+        return ct_fail(d->ctx, CT_E_UNSUPPORTED, "dist: gpu_init: %d processes need NCCL to reduce "
+                                                 "gradients on GPUs, and this build has %s",
+                       d->size,
+#ifdef CT_HAVE_MPI
+                       "no NCCL (build with CT_HAVE_NCCL and -lnccl)"
+#else
+                       "no MPI (install libopenmpi-dev)"
+#endif
+        );
+#endif
+    cudaError_t ce = cudaSetDevice(dev);
+    if (ce != cudaSuccess)
+        return ct_fail(d->ctx, CT_E_DEVICE, "dist: gpu_init: cudaSetDevice(%d) on rank %d: %s", dev, d->rank,
+                       cudaGetErrorString(ce));
+#ifdef CT_DIST_NCCL
+    gpu_state *g = calloc(1, sizeof *g);
+    if (!g) return ct_fail(d->ctx, CT_E_NOMEM, "dist: gpu_init: out of memory");
+    ce = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking);
+    if (ce != cudaSuccess) {
+        free(g);
+        return ct_fail(d->ctx, CT_E_DEVICE, "dist: gpu_init: cudaStreamCreate on cuda:%d: %s", dev,
+                       cudaGetErrorString(ce));
+    }
+    d->gpu_device = dev;
+    if (d->mpi && d->size > 1) {
+        ncclUniqueId id;
+        ncclResult_t r = ncclSuccess;
+        if (d->rank == 0) r = ncclGetUniqueId(&id);
+        /* agree on rank 0's id first, so that no rank waits for a broadcast that fails */
+        int64_t ok = r == ncclSuccess;
+        ct_status s = ct_dist_allreduce_i64(d, &ok, 1, CT_DIST_MIN);
+        if (s == CT_OK && !ok)
+            s = d->rank == 0 ? nccl_fail(d, r, "ncclGetUniqueId")
+                             : ct_fail(d->ctx, CT_E_DEVICE, "dist: gpu_init: rank 0 could not make "
+                                                            "an NCCL id (see its message)");
+        if (s == CT_OK) s = ct_dist_broadcast_bytes(d, &id, sizeof id, 0);
+        if (s == CT_OK) {
+            r = ncclCommInitRank(&g->comm, d->size, id, d->rank);
+            if (r != ncclSuccess) s = nccl_fail(d, r, "ncclCommInitRank");
+        }
+        if (s != CT_OK) {
+            cudaStreamDestroy(g->stream);
+            free(g);
+            d->gpu_device = -1;
+            return s;
+        }
+    }
+    d->gpu = g;
+#else
+    d->gpu_device = dev;
+#endif
+    if (device) *device = dev;
+    return CT_OK;
+#endif
+}
+
+void ct__dist_gpu_free(ct_dist *d) {
+#ifdef CT_DIST_NCCL
+    gpu_state *g = d ? d->gpu : NULL;
+    if (g) {
+        if (g->comm) ncclCommDestroy(g->comm);
+        cudaStreamDestroy(g->stream);
+        free(g);
+        d->gpu = NULL;
+    }
+#else
+    (void)d;
+#endif
+}
+
+ct_status ct__dist_gpu_allreduce(ct_dist *d, float *dev_ptr, int64_t n, ct_dist_op op) {
+#ifdef CT_DIST_NCCL
+    gpu_state *g = d->gpu;
+    if (!g || !g->comm)
+        return ct_fail(d->ctx, CT_E_DEVICE, "dist: allreduce of a CUDA tensor before ct_dist_gpu_init "
+                                            "(rank %d of %d)",
+                       d->rank, d->size);
+    const ncclRedOp_t rop = op == CT_DIST_MAX ? ncclMax : op == CT_DIST_MIN ? ncclMin
+                                                      : op == CT_DIST_MEAN ? ncclAvg : ncclSum;
+    ncclResult_t r = ncclAllReduce(dev_ptr, dev_ptr, (size_t)n, ncclFloat, rop, g->comm, g->stream);
+    if (r != ncclSuccess) return nccl_fail(d, r, "ncclAllReduce");
+    cudaError_t ce = cudaStreamSynchronize(g->stream);
+    if (ce != cudaSuccess)
+        return ct_fail(d->ctx, CT_E_DEVICE, "dist: ncclAllReduce on cuda:%d: %s", d->gpu_device,
+                       cudaGetErrorString(ce));
+    return CT_OK;
+#else
+    (void)dev_ptr;
+    (void)n;
+    (void)op;
+    return ct_fail(d->ctx, CT_E_UNSUPPORTED, "dist: allreduce of a CUDA tensor on rank %d of %d: this "
+                                             "build has no NCCL",
+                   d->rank, d->size);
+#endif
+}
