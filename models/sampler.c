@@ -1,13 +1,17 @@
 /* models/sampler.c — stepwise generation from a composer on float buffers: ct_rnn_step_f32,
- * one GEMV/GEMM for the output layer, then greedy / temperature / top-k / top-p choices. */
+ * one GEMV/GEMM for the output layer, then greedy / temperature / top-k / top-p choices; and
+ * the encoding of MIDI primers and the decoding of samples to MIDI. */
 #include <cblas.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "audio/melody.h"
 #include "audio/mulaw.h"
 #include "audio/performance.h"
+#include "audio/pianoroll.h"
 #include "engine/rnn.h"
 #include "models/composer.h"
 #include "models/sampler.h"
@@ -490,4 +494,288 @@ ct_status cc_sample_frames(ct_module *model, const cc_sample_opts *o, ct_rng *rn
     free(row);
     cc_sampler_free(s);
     return st;
+}
+
+/* ---- music in and out -------------------------------------------------------------------------- */
+void cc_steps_free(cc_steps *s) {
+    if (!s) return;
+    free(s->tokens);
+    free(s->frames);
+    memset(s, 0, sizeof *s);
+}
+
+static ct_status efail(char *err, size_t n, ct_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static ct_status efail(char *err, size_t n, ct_status st, const char *fmt, ...) {
+    if (err && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, n, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+static bool has_midi_form(cc_encoding e) {
+    return e == CC_ENC_MELODY || e == CC_ENC_PERFORMANCE || e == CC_ENC_PIANOROLL;
+}
+
+typedef struct qn {
+    int64_t start, end;
+    int pitch;
+} qn;
+
+static int qn_order(const void *a, const void *b) {
+    const qn *x = a, *y = b;
+    if (x->start != y->start) return x->start < y->start ? -1 : 1;
+    return y->pitch - x->pitch;   /* higher pitch first */
+}
+
+/* Grid step of a note time, as audio/melody.h quantizes (ticks for PPQ, seconds at the first
+ * tempo for SMPTE). */
+static int64_t grid_step(const cm_file *f, int64_t tick, double secs, double qpm, int spq) {
+    if (f->division.ppq > 0) return (int64_t)floor((double)tick * spq / f->division.ppq + 0.5);
+    return (int64_t)floor(secs * qpm / 60.0 * spq + 0.5);
+}
+
+/* The notes that a one-line reduction drops or cuts short (melody's rules, on the grid). */
+static int64_t count_polyphonic(const cm_file *f, const cm_notes *nt, double qpm, int spq) {
+    if (nt->n_notes < 2) return 0;
+    qn *q = malloc(sizeof(qn) * (size_t)nt->n_notes);
+    if (!q) return 0;
+    int64_t n = 0;
+    for (int64_t i = 0; i < nt->n_notes; i++) {
+        const cm_note *x = &nt->notes[i];
+        if (x->velocity == 0) continue;
+        int64_t s = grid_step(f, x->start_tick, x->start_s, qpm, spq);
+        int64_t e = grid_step(f, x->end_tick, x->end_s, qpm, spq);
+        q[n++] = (qn){s, e > s ? e : s + 1, x->pitch};
+    }
+    qsort(q, (size_t)n, sizeof(qn), qn_order);
+    int64_t poly = 0, last_on = INT64_MIN, last_end = INT64_MIN;
+    for (int64_t i = 0; i < n; i++) {
+        if (q[i].start == last_on) {   /* a lower note at the same onset: dropped */
+            poly++;
+            continue;
+        }
+        if (q[i].start < last_end) poly++;   /* starts while the previous one sounds: cuts it */
+        last_on = q[i].start;
+        last_end = q[i].end;
+    }
+    free(q);
+    return poly;
+}
+
+static ct_status encode_melody(const cc_config *c, const cm_file *f, const char *name,
+                               const cm_notes *nt, const cm_tempo_map *tm, double qpm,
+                               cc_steps *out, cc_encode_info *info, char *err, size_t n) {
+    cm_note *all = malloc(sizeof(cm_note) * (size_t)(nt->n_notes > 0 ? nt->n_notes : 1));
+    if (!all) return efail(err, n, CT_E_NOMEM, "%s: out of memory (%lld notes)", name, (long long)nt->n_notes);
+    for (int64_t i = 0; i < nt->n_notes; i++) {   /* one line: track 0, channel 0, program 0 */
+        all[i] = nt->notes[i];
+        all[i].track = 0;
+        all[i].channel = 0;
+        all[i].program = 0;
+        all[i].is_drum = false;
+    }
+    cm_notes merged;
+    memset(&merged, 0, sizeof merged);
+    cm_error me;
+    memset(&me, 0, sizeof me);
+    cm_status s = cm_notes_from_array(&merged, all, nt->n_notes, &me);
+    free(all);
+    if (s != CM_OK) return efail(err, n, CT_E_FORMAT, "%s: %s", name, me.message);
+    cm_melody_opts o = cm_melody_opts_default();
+    o.steps_per_quarter = c->steps_per_quarter;
+    o.range = (cm_melody_encoding){c->min_pitch, c->max_pitch};
+    o.range_mode = c->max_pitch - c->min_pitch >= CM_MELODY_NOTES_PER_OCTAVE ? CM_MELODY_RANGE_OCTAVE
+                                                                          : CM_MELODY_RANGE_DROP;
+    o.gap_bars = 1e6;             /* one line however long its rests */
+    o.min_bars = 0;
+    o.min_unique_pitches = 0;
+    int num = 4, den = 4;
+    if (tm->n_time_signatures > 0) {
+        num = tm->time_signatures[0].numerator;
+        den = tm->time_signatures[0].denominator;
+    }
+    int64_t q = (int64_t)o.steps_per_quarter * 4 * num;
+    o.steps_per_bar = (num >= 1 && den >= 1 && q % den == 0 && q / den <= 64 * CM_MELODY_MAX_STEPS_PER_QUARTER)
+                          ? (int)(q / den) : 4 * o.steps_per_quarter;
+    cm_melodies mels;
+    memset(&mels, 0, sizeof mels);
+    s = cm_melody_extract(&merged, tm, &o, &mels, &me);
+    if (s == CM_OK && info) {
+        info->polyphonic = count_polyphonic(f, &merged, qpm, o.steps_per_quarter);
+        info->moved = mels.stats.notes_out_of_range_moved;
+    }
+    cm_notes_free(&merged);
+    if (s != CM_OK) return efail(err, n, CT_E_FORMAT, "%s: %s", name, me.message);
+    ct_status st = CT_OK;
+    if (mels.n_melodies > 0) {
+        int32_t *t32 = NULL;
+        int64_t len = 0;
+        if (cm_melody_encode(&mels.melodies[0], o.range, &t32, &len, &me) != CM_OK) {
+            st = efail(err, n, CT_E_FORMAT, "%s: %s", name, me.message);
+        } else {
+            out->tokens = malloc(sizeof(int64_t) * (size_t)(len > 0 ? len : 1));
+            if (!out->tokens) st = efail(err, n, CT_E_NOMEM, "%s: out of memory", name);
+            for (int64_t i = 0; out->tokens && i < len; i++) out->tokens[i] = t32[i];
+            out->len = out->tokens ? len : 0;
+        }
+        free(t32);
+    }
+    cm_melodies_free(&mels);
+    return st;
+}
+
+ct_status cc_encode_midi(const cc_config *c, const cm_file *f, const char *name, cc_steps *out,
+                         cc_encode_info *info, char *err, size_t n) {
+    if (out) memset(out, 0, sizeof *out);
+    if (info) memset(info, 0, sizeof *info);
+    if (!name) name = "<midi>";
+    if (!c || !f || !out) return efail(err, n, CT_E_NULL, "cc_encode_midi: %s is NULL", !c ? "the config" : !f ? "the file" : "out");
+    cc_config r = *c;
+    char cerr[256];
+    if (cc_config_resolve(&r, cerr, sizeof cerr) != CT_OK)
+        return efail(err, n, CT_E_ARG, "cc_encode_midi: bad configuration: %s", cerr);
+    if (!has_midi_form(r.encoding))
+        return efail(err, n, CT_E_ARG, "cc_encode_midi: a %s model does not read MIDI notes",
+                     cc_encoding_name(r.encoding));
+    cm_error me;
+    memset(&me, 0, sizeof me);
+    cm_tempo_map tm;
+    memset(&tm, 0, sizeof tm);
+    cm_notes nt;
+    memset(&nt, 0, sizeof nt);
+    cm_notes_opts no = {r.encoding == CC_ENC_PERFORMANCE, true};
+    if (cm_tempo_map_init(&tm, f, -1, &me) != CM_OK || cm_notes_extract(f, &no, &nt, &me) != CM_OK) {
+        cm_tempo_map_free(&tm);
+        return efail(err, n, CT_E_FORMAT, "%s: %s", name, me.message);
+    }
+    const double qpm = 60e6 / (double)cm_tempo_at(&tm, 0);
+    if (info) {
+        info->qpm = qpm;
+        info->quarters_per_bar = 4;
+        if (tm.n_time_signatures > 0 && tm.time_signatures[0].denominator > 0)
+            info->quarters_per_bar = 4.0 * tm.time_signatures[0].numerator / tm.time_signatures[0].denominator;
+        info->notes = nt.n_notes;
+    }
+    ct_status st = CT_OK;
+    if (nt.n_notes == 0) {
+        /* nothing to encode: len 0 */
+    } else if (r.encoding == CC_ENC_MELODY) {
+        st = encode_melody(&r, f, name, &nt, &tm, qpm, out, info, err, n);
+    } else if (r.encoding == CC_ENC_PERFORMANCE) {
+        cm_perf_opts po = cm_perf_opts_default();
+        po.config = (cm_perf_config){(int)r.steps_per_second, r.max_shift_steps, r.num_velocity_bins};
+        int32_t *t32 = NULL;
+        int64_t len = 0;
+        if (cm_perf_encode(&nt, &po, &t32, &len, NULL, &me) != CM_OK) {
+            st = efail(err, n, CT_E_FORMAT, "%s: %s", name, me.message);
+        } else {
+            out->tokens = malloc(sizeof(int64_t) * (size_t)(len > 0 ? len : 1));
+            if (!out->tokens) st = efail(err, n, CT_E_NOMEM, "%s: out of memory", name);
+            for (int64_t i = 0; out->tokens && i < len; i++) out->tokens[i] = t32[i];
+            out->len = out->tokens ? len : 0;
+        }
+        free(t32);
+    } else {
+        cm_roll roll;
+        memset(&roll, 0, sizeof roll);
+        cm_roll_stats rs;
+        memset(&rs, 0, sizeof rs);
+        cm_roll_grid g = {r.steps_per_second, r.steps_per_quarter};
+        if (cm_roll_from_notes(&nt, &tm, g, false, &roll, &rs, &me) != CM_OK) {
+            st = efail(err, n, CT_E_FORMAT, "%s: %s", name, me.message);
+        } else {
+            out->frames = roll.frames;   /* taken over */
+            out->len = roll.n_steps;
+            roll.frames = NULL;
+            if (info) info->dropped = rs.notes_out_of_range;
+        }
+        cm_roll_free(&roll);
+    }
+    cm_notes_free(&nt);
+    cm_tempo_map_free(&tm);
+    if (st != CT_OK) cc_steps_free(out);
+    return st;
+}
+
+cm_file *cc_decode_midi(const cc_config *c, const cc_steps *steps, double qpm, char *err, size_t n) {
+    if (!c || !steps) {
+        efail(err, n, CT_E_NULL, "cc_decode_midi: %s is NULL", !c ? "the config" : "steps");
+        return NULL;
+    }
+    cc_config r = *c;
+    char cerr[256];
+    if (cc_config_resolve(&r, cerr, sizeof cerr) != CT_OK) {
+        efail(err, n, CT_E_ARG, "cc_decode_midi: bad configuration: %s", cerr);
+        return NULL;
+    }
+    if (!has_midi_form(r.encoding)) {
+        efail(err, n, CT_E_ARG, "cc_decode_midi: a %s model's steps have no MIDI form",
+              cc_encoding_name(r.encoding));
+        return NULL;
+    }
+    if (!(qpm >= 4 && qpm <= 1000)) {
+        efail(err, n, CT_E_ARG, "cc_decode_midi: qpm %g: expected 4..1000", qpm);
+        return NULL;
+    }
+    const bool roll = r.encoding == CC_ENC_PIANOROLL;
+    if (steps->len < 0 || (steps->len > 0 && (roll ? !steps->frames : !steps->tokens))) {
+        efail(err, n, CT_E_ARG, "cc_decode_midi: %lld steps without their %s", (long long)steps->len,
+              roll ? "frames" : "tokens");
+        return NULL;
+    }
+    cm_error me;
+    memset(&me, 0, sizeof me);
+    cm_file *f = NULL;
+    if (roll) {
+        cm_roll rl = {steps->frames, steps->len};
+        cm_roll_grid g = {r.steps_per_second, r.steps_per_quarter};
+        cm_roll_render rr = cm_roll_render_default();
+        rr.qpm = qpm;
+        cm_notes notes;
+        memset(&notes, 0, sizeof notes);
+        cm_tempo_map tm;
+        memset(&tm, 0, sizeof tm);
+        if (cm_roll_to_notes(&rl, g, &rr, &notes, &me) == CM_OK &&
+            cm_tempo_map_init_simple(&tm, cm_division_ppq(rr.ppq), (uint32_t)llround(60e6 / qpm), 4, 4) == CM_OK)
+            f = cm_file_from_notes(&notes, &tm, &me);
+        cm_notes_free(&notes);
+        cm_tempo_map_free(&tm);
+    } else {
+        int32_t *t32 = malloc(sizeof(int32_t) * (size_t)(steps->len > 0 ? steps->len : 1));
+        if (!t32) {
+            efail(err, n, CT_E_NOMEM, "cc_decode_midi: out of memory (%lld steps)", (long long)steps->len);
+            return NULL;
+        }
+        for (int64_t i = 0; i < steps->len; i++) {
+            if (steps->tokens[i] < 0 || steps->tokens[i] >= r.vocab) {
+                efail(err, n, CT_E_ARG, "cc_decode_midi: token %lld at step %lld is outside 0..%lld",
+                      (long long)steps->tokens[i], (long long)i, (long long)(r.vocab - 1));
+                free(t32);
+                return NULL;
+            }
+            t32[i] = (int32_t)steps->tokens[i];
+        }
+        if (r.encoding == CC_ENC_MELODY) {
+            cm_melody mel;
+            memset(&mel, 0, sizeof mel);
+            cm_melody_encoding enc = {r.min_pitch, r.max_pitch};
+            cm_melody_render mr = cm_melody_render_default();
+            mr.qpm = qpm;
+            if (cm_melody_decode(t32, steps->len, enc, r.steps_per_quarter, &mel, &me) == CM_OK)
+                f = cm_melody_to_file(&mel, &mr, &me);
+            cm_melody_free(&mel);
+        } else {
+            cm_perf_config pc = {(int)r.steps_per_second, r.max_shift_steps, r.num_velocity_bins};
+            cm_perf_render pr = cm_perf_render_default();
+            pr.qpm = qpm;
+            f = cm_perf_to_file(t32, steps->len, &pc, &pr, &me);
+        }
+        free(t32);
+    }
+    if (!f) efail(err, n, CT_E_FORMAT, "cc_decode_midi: %s", me.message[0] ? me.message : "cannot build the MIDI file");
+    return f;
 }

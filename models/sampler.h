@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "audio/midi.h"
 #include "engine/nn.h"
 #include "engine/rng.h"
 #include "models/config.h"
@@ -96,5 +97,52 @@ ct_status cc_sample_tokens(ct_module *model, const cc_sample_opts *o, ct_rng *rn
 ct_status cc_sample_frames(ct_module *model, const cc_sample_opts *o, ct_rng *rng,
                            const uint8_t *primer, int64_t primer_len, int64_t batch,
                            int64_t steps, uint8_t *out);
+
+/* ---- music in and out: a composer's steps <-> MIDI (audio/) ------------------------------------- *
+ * What a primer becomes before it is fed, and what a sample becomes after it is drawn. Pure
+ * host code: no tensors, no context; errors are a status plus a message in the caller's err
+ * buffer (may be NULL), naming the file. */
+typedef struct cc_steps {
+    int64_t *tokens;   /* token models: len tokens (owned) */
+    uint8_t *frames;   /* piano roll: len * 88 values 0/1 (owned) */
+    int64_t len;
+} cc_steps;
+
+/* Frees the arrays and zeroes *s (NULL and a zeroed struct are fine). */
+void cc_steps_free(cc_steps *s);
+
+typedef struct cc_encode_info {
+    double qpm;               /* the file's tempo at tick 0, quarter notes per minute (120 when
+                                 it has none) */
+    double quarters_per_bar;  /* from its first time signature (4 when it has none) */
+    int64_t notes;            /* notes read (drums left out) */
+    int64_t polyphonic;       /* melody: notes that started with a higher one or while another
+                                 sounded: the reduction to one line dropped them or cut the note
+                                 before them short. 0 for a monophonic file */
+    int64_t moved;            /* melody: notes moved by octaves into the model's pitch range */
+    int64_t dropped;          /* piano roll: notes outside the 88 keys (left out) */
+} cc_encode_info;
+
+/* Encodes the notes of a MIDI file (name: for messages) the way composer c reads them:
+ *   melody       every non-drum note of every track merged into one line, on the model's grid
+ *                (steps_per_quarter, quantized as audio/melody.h does), reduced to a melody by
+ *                Magenta's rules: at each onset the highest note wins, and a note that starts
+ *                while another sounds ends that one; notes outside the model's range are moved
+ *                by octaves into it; the line starts at the bar of its first note and ends with
+ *                its last note (no final note-off), as the corpus builder's melodies do;
+ *   performance  cm_perf_encode with the model's event configuration, from time 0, sustain
+ *                pedal applied, drums left out (as the corpus builder's default);
+ *   pianoroll    cm_roll_from_notes on the model's grid, from time 0, drums left out.
+ * A file without notes gives len 0. info may be NULL. CT_E_ARG for an encoding that has no
+ * MIDI form (tokens, audio), CT_E_FORMAT when the notes cannot be encoded (the message says
+ * why). On failure *out is zeroed. */
+ct_status cc_encode_midi(const cc_config *c, const cm_file *f, const char *name, cc_steps *out,
+                         cc_encode_info *info, char *err, size_t n);
+
+/* The MIDI file of steps in composer c's encoding, at qpm quarter notes per minute (4..1000):
+ * melody (Melody.to_sequence, 4/4), performance (note-on/off, time shifts, velocities) or
+ * piano roll (each run of on-frames one note). A new cm_file (cm_file_free), or NULL with the
+ * message in err (a token outside the vocabulary, an encoding with no MIDI form). */
+cm_file *cc_decode_midi(const cc_config *c, const cc_steps *steps, double qpm, char *err, size_t n);
 
 #endif

@@ -1,14 +1,18 @@
 /* tests/models/test_sampler.c — generation (models/sampler.c): the choice rules on float
  * buffers (greedy, temperature, top-k, top-p and their edges), the stepwise sampler against
  * the training forward pass, primers, determinism, batches, piano rolls, no allocation per
- * step, and errors. */
+ * step, and errors; whole-sequence evaluation (models/eval.h) against a direct computation; MIDI
+ * primers in and samples out (cc_encode_midi, cc_decode_midi). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/layers.h"
 #include "model_helpers.h"
+#include "audio/performance.h"
+#include "audio/pianoroll.h"
 #include "models/composer.h"
+#include "models/eval.h"
 #include "models/sampler.h"
 #include "testutil.h"
 
@@ -550,6 +554,317 @@ START_TEST(test_sampler_errors) {
 }
 END_TEST
 
+/* ===== evaluation (models/eval.h) ============================================================== */
+/* The summed NLL of one sequence, straight from cc_forward over all of it. */
+static double direct_nll(ct_module *m, bool roll, const void *seq, int64_t len) {
+    ct_ctx *ctx = m->ctx;
+    const int64_t T = len - 1;
+    ct_scope_begin(ctx);
+    double v;
+    if (roll) {
+        const float *f = seq;
+        ct_tensor *x = ct_from_f32(ctx, f, CT_SHAPE(T, 1, 88));
+        ct_tensor *y = ct_from_f32(ctx, f + 88, CT_SHAPE(T, 1, 88));
+        v = ct_item(ct_bce_with_logits(cc_forward(m, x, NULL, NULL), y, CT_REDUCE_SUM));
+    } else {
+        const int64_t *t = seq;
+        ct_tensor *x = ct_from_i64(ctx, t, CT_SHAPE(T, 1));
+        ct_tensor *y = ct_from_i64(ctx, t + 1, CT_SHAPE(T));
+        v = ct_item(ct_cross_entropy(ct_reshape(cc_forward(m, x, NULL, NULL), T, -1), y, -100)) * (double)T;
+    }
+    ct_scope_end(ctx);
+    return v;
+}
+
+START_TEST(test_eval_matches_direct) {
+    /* _i: 0 melody LSTM, 1 melody GRU, 2 piano-roll LSTM, 3 piano-roll RNN */
+    ct_ctx *ctx = tu_ctx(NULL);
+    const bool roll = _i >= 2;
+    const cc_cell cell = _i == 1 ? CC_GRU : _i == 3 ? CC_RNN : CC_LSTM;
+    ct_module *m = random_model(ctx, roll, cell, 90 + (uint64_t)_i);
+    const int64_t lens[] = {9, 1, 23, 2, 15, 23};
+    enum { NSEQ = 6 };
+    ct_mem_dataset *md = ct_mem_dataset_new(ctx);
+    double want = 0;
+    int64_t want_count = 0;
+    ct_module_train(m, false);
+    for (int i = 0; i < NSEQ; i++) {
+        const int64_t n = lens[i];
+        if (roll) {
+            float *f = calloc((size_t)(n * 88), sizeof(float));
+            for (int64_t t = 0; t < n; t++)
+                for (int k = 0; k < 88; k++) f[t * 88 + k] = ((t * 7 + k * 3 + i) % 11) < 2 ? 1.0f : 0.0f;
+            ck_assert_int_eq(ct_mem_dataset_add_frames(md, f, n, 88, NULL), CT_OK);
+            if (n > 1) want += direct_nll(m, true, f, n);
+            free(f);
+        } else {
+            int64_t t64[32];
+            for (int64_t t = 0; t < n; t++) t64[t] = (t * 5 + i * 3 + 1) % 38;
+            ck_assert_int_eq(ct_mem_dataset_add_tokens(md, t64, n, NULL), CT_OK);
+            if (n > 1) want += direct_nll(m, false, t64, n);
+        }
+        if (n > 1) want_count += n - 1;
+    }
+    ct_dataset ds = ct_mem_dataset_as(md);
+    /* whole sequences in one batch, then small batches and chunks that carry the state */
+    const cc_eval_opts variants[] = {cc_eval_defaults(), {2, 4}, {1, 1}, {3, 7}};
+    ct_module_train(m, true);                     /* eval switches dropout off and restores */
+    for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
+        cc_eval_result r;
+        ck_assert_int_eq(cc_eval_dataset(m, &ds, &variants[v], &r), CT_OK);
+        ck_assert_int_eq(r.count, want_count);
+        ck_assert_int_eq(r.pieces, 5);
+        ck_assert_int_eq(r.too_short, 1);
+        ck_assert_msg(fabs(r.nll_sum - want) < 1e-5 * fabs(want), "variant %zu: %.9g vs %.9g", v, r.nll_sum, want);
+        ck_assert_double_eq_tol(r.nll, r.nll_sum / (double)r.count, 1e-12);
+        ck_assert_double_eq_tol(r.perplexity, exp(r.nll), 1e-9 * exp(r.nll));
+        ck_assert(m->training);
+        ck_assert(ct_set_grad_enabled(ctx, true));   /* grad mode was restored */
+    }
+    /* the counting of the published tables: a model whose logits are all 0 predicts each key
+     * with p = 1/2 (88 ln 2 per time step, not per key) and each token with 1/V (ln V) */
+    for (int i = 0; i < ct_module_param_count(m); i++)
+        ck_assert_int_eq(ct_inplace_fill(ct_module_param_at(m, i, NULL, 0), 0.0f), CT_OK);
+    cc_eval_result r;
+    ck_assert_int_eq(cc_eval_dataset(m, &ds, NULL, &r), CT_OK);
+    ck_assert_double_eq_tol(r.nll, roll ? 88.0 * log(2.0) : log(38.0), 1e-6);
+    ct_mem_dataset_free(md);
+    ct_module_free(m);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(test_eval_errors) {
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_module *m = random_model(ctx, false, CC_LSTM, 3), *roll = random_model(ctx, true, CC_LSTM, 4);
+    ct_mem_dataset *md = ct_mem_dataset_new(ctx);
+    const int64_t toks[] = {1, 2, 37, 38, 4};
+    ck_assert_int_eq(ct_mem_dataset_add_tokens(md, toks, 5, "bad.mid"), CT_OK);
+    ct_dataset ds = ct_mem_dataset_as(md);
+    cc_eval_result r;
+    r.count = 99;
+    ck_assert_int_eq(cc_eval_dataset(m, &ds, NULL, &r), CT_E_ARG);      /* token 38 of 38 classes */
+    ck_assert_int_eq(r.count, 0);
+    assert_has(errs.last.msg, "bad.mid");
+    assert_has(errs.last.msg, "token 38 at step 3 is outside 0..37");
+    ck_assert_int_eq(cc_eval_dataset(roll, &ds, NULL, &r), CT_E_ARG);   /* tokens for frames */
+    assert_has(errs.last.msg, "the piano-roll model reads frames of 88 keys");
+    ct_mem_dataset *mf = ct_mem_dataset_new(ctx);
+    float f[3 * 88] = {0};
+    ck_assert_int_eq(ct_mem_dataset_add_frames(mf, f, 3, 88, NULL), CT_OK);
+    ct_dataset dsf = ct_mem_dataset_as(mf);
+    ck_assert_int_eq(cc_eval_dataset(m, &dsf, NULL, &r), CT_E_ARG);     /* frames for tokens */
+    assert_has(errs.last.msg, "reads tokens");
+    ck_assert_int_eq(cc_eval_dataset(roll, &dsf, NULL, &r), CT_OK);
+    ck_assert_int_eq(r.count, 2);
+    const cc_eval_opts bad[] = {{0, 1}, {1, 0}, {-1, 5}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(cc_eval_dataset(roll, &dsf, &bad[i], &r), CT_E_ARG);
+        assert_has(errs.last.msg, "expected batch");
+    }
+    ck_assert_int_eq(cc_eval_dataset(roll, NULL, NULL, &r), CT_E_NULL);
+    ck_assert_int_eq(cc_eval_dataset(roll, &dsf, NULL, NULL), CT_E_NULL);
+    ck_assert_int_eq(cc_eval_dataset(NULL, &dsf, NULL, &r), CT_E_NULL);
+    ct_rng rng;
+    ct_rng_seed(&rng, 1);
+    ct_module *lin = ct_linear_new(ctx, &rng, 2, 2, true);
+    ck_assert_int_eq(cc_eval_dataset(lin, &dsf, NULL, &r), CT_E_ARG);
+    assert_has(errs.last.msg, "is not a composer");
+    /* an empty dataset: nothing counted, NaN NLL */
+    ct_mem_dataset *me = ct_mem_dataset_new(ctx);
+    ct_dataset dse = ct_mem_dataset_as(me);
+    ck_assert_int_eq(cc_eval_dataset(roll, &dse, NULL, &r), CT_OK);
+    ck_assert_int_eq(r.count, 0);
+    ck_assert(isnan(r.nll));
+    ct_module_free(lin);
+    ct_mem_dataset_free(md);
+    ct_mem_dataset_free(mf);
+    ct_mem_dataset_free(me);
+    ct_module_free(m);
+    ct_module_free(roll);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* ===== MIDI in and out (cc_encode_midi, cc_decode_midi) ======================================== */
+static cm_note mk_note(int64_t start, int64_t end, int pitch, int channel) {
+    cm_note x;
+    memset(&x, 0, sizeof x);
+    x.start_tick = start;
+    x.end_tick = end;
+    x.start_s = start / 480.0 * 60.0 / 90.0;
+    x.end_s = end / 480.0 * 60.0 / 90.0;
+    x.pitch = (uint8_t)pitch;
+    x.velocity = 90;
+    x.channel = (uint8_t)channel;
+    x.is_drum = channel == 9;
+    return x;
+}
+
+/* A file of notes at PPQ 480, 90 qpm, num/4. */
+static cm_file *mk_file(const cm_note *notes, int64_t n, int num) {
+    cm_notes nt;
+    ck_assert_int_eq(cm_notes_from_array(&nt, notes, n, NULL), CM_OK);
+    cm_tempo_map tm;
+    ck_assert_int_eq(cm_tempo_map_init_simple(&tm, cm_division_ppq(480), 666667, num, 4), CM_OK);
+    cm_file *f = cm_file_from_notes(&nt, &tm, NULL);
+    ck_assert_ptr_nonnull(f);
+    cm_tempo_map_free(&tm);
+    cm_notes_free(&nt);
+    return f;
+}
+
+START_TEST(test_encode_midi_melody) {
+    /* C-E-G together, D alone, A cut by F (on another track), a drum, one note two octaves up */
+    cm_note notes[] = {mk_note(0, 480, 60, 0),     mk_note(0, 480, 64, 0),   mk_note(0, 480, 67, 0),
+                       mk_note(480, 960, 62, 0),   mk_note(960, 1920, 69, 0), mk_note(1200, 1440, 65, 1),
+                       mk_note(0, 240, 36, 9),     mk_note(1920, 2160, 98, 0)};
+    cm_file *f = mk_file(notes, 8, 3);
+    cc_config c = cc_config_default(CC_ENC_MELODY);
+    ck_assert_int_eq(cc_config_resolve(&c, NULL, 0), CT_OK);
+    cc_steps st;
+    cc_encode_info info;
+    char err[512];
+    ck_assert_int_eq(cc_encode_midi(&c, f, "p.mid", &st, &info, err, sizeof err), CT_OK);
+    const int64_t G = 2 + 67 - 48, D = 2 + 62 - 48, A = 2 + 69 - 48, F = 2 + 65 - 48, H = 2 + 74 - 48, OFF = 1;
+    const int64_t want[] = {G, 0, 0, 0, D, 0, 0, 0, A, 0, F, 0, OFF, 0, 0, 0, H, 0};
+    ck_assert_int_eq(st.len, 18);
+    for (int i = 0; i < 18; i++) ck_assert_msg(st.tokens[i] == want[i], "step %d: %lld", i, (long long)st.tokens[i]);
+    ck_assert_ptr_null(st.frames);
+    ck_assert_double_eq_tol(info.qpm, 90.0, 1e-3);
+    ck_assert_double_eq(info.quarters_per_bar, 3.0);
+    ck_assert_int_eq(info.notes, 7);                 /* the drum left out */
+    ck_assert_int_eq(info.polyphonic, 3);            /* C and E under G, A cut by F */
+    ck_assert_int_eq(info.moved, 1);                 /* 98 -> 74 */
+    /* and back: the same line as notes, at the tempo asked */
+    cm_file *back = cc_decode_midi(&c, &st, 90.0, err, sizeof err);
+    ck_assert_ptr_nonnull(back);
+    cm_notes nt;
+    ck_assert_int_eq(cm_notes_extract(back, NULL, &nt, NULL), CM_OK);
+    ck_assert_int_eq(nt.n_notes, 5);
+    const int wp[] = {67, 62, 69, 65, 74};
+    const int64_t ws[] = {0, 480, 960, 1200, 1920}, we[] = {480, 960, 1200, 1440, 2160};
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(nt.notes[i].pitch, wp[i]);
+        ck_assert_int_eq(nt.notes[i].start_tick, ws[i]);
+        ck_assert_int_eq(nt.notes[i].end_tick, we[i]);
+    }
+    ck_assert_double_eq_tol(nt.notes[4].end_s, 2160 / 480.0 * 60 / 90.0, 1e-5);   /* 666667 us */
+    cm_notes_free(&nt);
+    cm_file_free(back);
+    cc_steps_free(&st);
+    cc_steps_free(&st);                              /* twice: zeroed */
+    cc_steps_free(NULL);
+    /* a monophonic file reports no polyphony; an empty one gives no steps */
+    cm_file *mono = mk_file(notes + 3, 1, 4);
+    ck_assert_int_eq(cc_encode_midi(&c, mono, "m.mid", &st, &info, err, sizeof err), CT_OK);
+    ck_assert_int_eq(info.polyphonic, 0);
+    ck_assert_int_eq(st.len, 8);                    /* from its bar line: a quarter of rest, D */
+    ck_assert_int_eq(st.tokens[0], 0);
+    ck_assert_int_eq(st.tokens[4], D);
+    ck_assert_double_eq(info.quarters_per_bar, 4.0);
+    cc_steps_free(&st);
+    cm_file *empty = cm_file_new(1, cm_division_ppq(96));
+    ck_assert_int_eq(cc_encode_midi(&c, empty, "e.mid", &st, &info, err, sizeof err), CT_OK);
+    ck_assert_int_eq(st.len, 0);
+    ck_assert_int_eq(info.notes, 0);
+    ck_assert_double_eq_tol(info.qpm, 120.0, 1e-9);
+    cm_file_free(empty);
+    cm_file_free(mono);
+    cm_file_free(f);
+}
+END_TEST
+
+START_TEST(test_encode_midi_roll_and_performance) {
+    cm_note notes[] = {mk_note(0, 480, 60, 0), mk_note(0, 480, 64, 0), mk_note(240, 720, 67, 1),
+                       mk_note(0, 960, 38, 9), mk_note(480, 960, 10, 0)};
+    cm_file *f = mk_file(notes, 5, 4);
+    char err[512];
+    cc_steps st;
+    cc_encode_info info;
+    /* piano roll at 4 steps per quarter: the chord stays a chord, the drum and pitch 10 go */
+    cc_config r = cc_config_default(CC_ENC_PIANOROLL);
+    ck_assert_int_eq(cc_encode_midi(&r, f, "r.mid", &st, &info, err, sizeof err), CT_OK);
+    ck_assert_int_eq(st.len, 6);                    /* to the end of the last note kept */
+    ck_assert_ptr_null(st.tokens);
+    for (int64_t t = 0; t < 6; t++) {
+        ck_assert_int_eq(st.frames[t * 88 + 60 - 21], t < 4);
+        ck_assert_int_eq(st.frames[t * 88 + 64 - 21], t < 4);
+        ck_assert_int_eq(st.frames[t * 88 + 67 - 21], t >= 2 && t < 6);
+        ck_assert_int_eq(st.frames[t * 88 + 38 - 21], 0);
+    }
+    ck_assert_int_eq(info.dropped, 1);
+    ck_assert_int_eq(info.polyphonic, 0);           /* counted for melodies only */
+    cm_file *back = cc_decode_midi(&r, &st, 90.0, err, sizeof err);
+    ck_assert_ptr_nonnull(back);
+    cm_notes nt;
+    ck_assert_int_eq(cm_notes_extract(back, NULL, &nt, NULL), CM_OK);
+    ck_assert_int_eq(nt.n_notes, 3);
+    cm_notes_free(&nt);
+    cm_file_free(back);
+    cc_steps_free(&st);
+    /* performance: events in seconds; decoding gives the notes back on the 10 ms grid */
+    cc_config p = cc_config_default(CC_ENC_PERFORMANCE);
+    ck_assert_int_eq(cc_encode_midi(&p, f, "p.mid", &st, &info, err, sizeof err), CT_OK);
+    ck_assert_int_gt(st.len, 6);
+    const cm_perf_config pc = cm_perf_config_default();
+    ck_assert_int_eq(cm_perf_token_to_event(&pc, (int)st.tokens[0]).type, CM_PERF_EV_VELOCITY);
+    back = cc_decode_midi(&p, &st, 90.0, err, sizeof err);
+    ck_assert_ptr_nonnull(back);
+    ck_assert_int_eq(cm_notes_extract(back, NULL, &nt, NULL), CM_OK);
+    ck_assert_int_eq(nt.n_notes, 4);                /* the drum left out; pitch 10 is a MIDI note */
+    for (int64_t i = 0; i < nt.n_notes; i++) {
+        const cm_note *x = &nt.notes[i];
+        const cm_note *o = x->pitch == 60 ? &notes[0] : x->pitch == 64 ? &notes[1] : x->pitch == 67 ? &notes[2] : &notes[4];
+        ck_assert_double_eq_tol(x->start_s, o->start_s, 0.006);
+        ck_assert_double_eq_tol(x->end_s, o->end_s, 0.006);
+    }
+    cm_notes_free(&nt);
+    cm_file_free(back);
+    cc_steps_free(&st);
+    cm_file_free(f);
+}
+END_TEST
+
+START_TEST(test_encode_decode_errors) {
+    cm_note n1 = mk_note(0, 480, 60, 0);
+    cm_file *f = mk_file(&n1, 1, 4);
+    char err[512];
+    cc_steps st;
+    cc_config t = cc_config_default(CC_ENC_TOKENS);
+    t.vocab = 10;
+    ck_assert_int_eq(cc_encode_midi(&t, f, "x.mid", &st, NULL, err, sizeof err), CT_E_ARG);
+    assert_has(err, "a tokens model does not read MIDI notes");
+    ck_assert_int_eq(st.len, 0);
+    cc_config bad = cc_config_default(CC_ENC_MELODY);
+    bad.layers = 0;
+    ck_assert_int_eq(cc_encode_midi(&bad, f, "x.mid", &st, NULL, err, sizeof err), CT_E_ARG);
+    assert_has(err, "bad configuration");
+    cc_config mel = cc_config_default(CC_ENC_MELODY);
+    ck_assert_int_eq(cc_encode_midi(&mel, NULL, "x.mid", &st, NULL, err, sizeof err), CT_E_NULL);
+    ck_assert_int_eq(cc_encode_midi(&mel, f, NULL, &st, NULL, NULL, 0), CT_OK);   /* no name, no err */
+    cc_steps_free(&st);
+    int64_t toks[] = {0, 2, 38};
+    cc_steps s3 = {toks, NULL, 3};
+    ck_assert_ptr_null(cc_decode_midi(&mel, &s3, 120, err, sizeof err));
+    assert_has(err, "token 38 at step 2 is outside 0..37");
+    s3.len = 2;
+    ck_assert_ptr_null(cc_decode_midi(&mel, &s3, 2, err, sizeof err));
+    assert_has(err, "qpm 2");
+    ck_assert_ptr_null(cc_decode_midi(&t, &s3, 120, err, sizeof err));
+    assert_has(err, "have no MIDI form");
+    cc_config roll = cc_config_default(CC_ENC_PIANOROLL);
+    ck_assert_ptr_null(cc_decode_midi(&roll, &s3, 120, err, sizeof err));   /* tokens, no frames */
+    assert_has(err, "without their frames");
+    ck_assert_ptr_null(cc_decode_midi(NULL, &s3, 120, err, sizeof err));
+    cm_file *ok = cc_decode_midi(&mel, &s3, 120, NULL, 0);
+    ck_assert_ptr_nonnull(ok);
+    cm_file_free(ok);
+    cm_file_free(f);
+}
+END_TEST
+
 Suite *sampler_suite(void) {
     Suite *s = suite_create("sampler");
     TCase *tc = tcase_create("sampler");
@@ -566,6 +881,11 @@ Suite *sampler_suite(void) {
     tcase_add_test(tc, test_sampler_roll);
     tcase_add_test(tc, test_sampler_no_allocation_per_step);
     tcase_add_test(tc, test_sampler_errors);
+    tcase_add_loop_test(tc, test_eval_matches_direct, 0, 4);
+    tcase_add_test(tc, test_eval_errors);
+    tcase_add_test(tc, test_encode_midi_melody);
+    tcase_add_test(tc, test_encode_midi_roll_and_performance);
+    tcase_add_test(tc, test_encode_decode_errors);
     suite_add_tcase(s, tc);
     return s;
 }
