@@ -85,6 +85,10 @@ CU_SRC   := $(wildcard engine/cuda/*.cu)
 LIB_OBJ  += $(CU_SRC:%.cu=$(BUILD)/%.o)
 CFLAGS   += -DCT_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h),)
+CFLAGS += -DCT_HAVE_NCCL=1
+LDLIBS += -lnccl
+endif
 NVFLAGS  := -O2 -std=c++17 -I. -DCT_HAVE_CUDA=1 \
             -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 endif
@@ -97,7 +101,7 @@ TEST_SUPPORT := tests/main.c tests/gradcheck.c
 TEST_BIN := $(BUILD)/tests/run_tests
 DEMO_BIN := $(BUILD)/examples/first_network
 
-.PHONY: deps-fluidsynth check-corpora all probe deps test test-asan test-tsan test-valgrind demo clean help bench check-cuda fixtures fuzz
+.PHONY: check-mpi deps-fluidsynth check-corpora all probe deps test test-asan test-tsan test-valgrind demo clean help bench check-cuda fixtures fuzz
 
 all: probe $(CANTOR)
 
@@ -129,9 +133,15 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	ar rcs $@ $^
 
-$(CANTOR): $(APP_SRC:%.c=$(BUILD)/%.o) $(LIB)
-	@mkdir -p bin
+# Each build variant links its own binary ($(BUILD)/cantor: what its tests run), and bin/cantor
+# is a copy of the last one built with `make` (so `make test-asan` leaves a sanitizer binary
+# only in build/asan/).
+$(BUILD)/cantor: $(APP_SRC:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(APP_SRC:%.c=$(BUILD)/%.o) $(LIB) $(LDLIBS)
+
+$(CANTOR): $(BUILD)/cantor
+	@mkdir -p bin
+	cp $< $@.tmp && mv $@.tmp $@
 
 # ---- tests ----------------------------------------------------------------------------------
 # Every tests/<folder>/test_NAME.c defines `Suite *NAME_suite(void)`; the list is generated.
@@ -147,9 +157,9 @@ $(BUILD)/tests/%.o: tests/%.c $(BUILD)/tests/suites.h
 $(TEST_BIN): $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC) $(TEST_SUPPORT)) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
-test: $(TEST_BIN) $(CANTOR)
+test: $(TEST_BIN) $(BUILD)/cantor
 	@echo "running the unit tests ($(VARIANT)); the summary line is Check's"
-	cd tests && CK_DEFAULT_TIMEOUT=600 ../$(TEST_BIN)
+	cd tests && CK_DEFAULT_TIMEOUT=600 CANTOR_BIN=$(CURDIR)/$(BUILD)/cantor ../$(TEST_BIN)
 
 test-asan:
 	$(MAKE) SAN=1 test
@@ -159,8 +169,8 @@ test-tsan:
 	$(MAKE) BUILD=build/tsan SANFLAGS=-fsanitize=thread OPT=-O1 build/tsan/tests/run_tests
 	cd tests && CK_FORK=no CK_RUN_SUITE=data ../build/tsan/tests/run_tests
 
-test-valgrind: $(TEST_BIN)
-	cd tests && CK_FORK=no CT_TEST_QUICK=1 valgrind --error-exitcode=1 --leak-check=full \
+test-valgrind: $(TEST_BIN) $(BUILD)/cantor
+	cd tests && CK_FORK=no CT_TEST_QUICK=1 CANTOR_BIN=$(CURDIR)/$(BUILD)/cantor valgrind --error-exitcode=1 --leak-check=full \
 	  --suppressions=valgrind.supp ../$(TEST_BIN)
 
 # Regenerates the PyTorch golden fixtures (needs python3-torch; the results are committed).
@@ -188,6 +198,10 @@ check-corpora: all
 check-cuda:
 	$(MAKE) CUDA=1 all
 
+# Data-parallel training on 2 and 3 CPU processes (mpirun) equals one process (tests/check_mpi.sh).
+check-mpi: $(LIB)
+	BUILD=$(BUILD) tests/check_mpi.sh
+
 # ---- benchmarks (not tests: they measure; see tests/bench/run_bench.sh) --------------------------
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
@@ -204,19 +218,29 @@ $(DEMO_BIN): apps/examples/first_network.c $(LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 # The main job: build the default corpus (Debian's General MIDI music), train a melody composer
-# on it for a few minutes, and write a new piece as MIDI and WAV under build/demo/.
-DEMO_DIR   ?= build/demo
-DEMO_STEPS ?= 300
+# on it for about two minutes on two cores (DEMO_STEPS), and compose three new pieces as MIDI
+# and WAV: demo/sample-001.mid ... demo/sample-003.wav. The run folder demo/run/ can be resumed.
+DEMO_DIR   ?= demo
+DEMO_STEPS ?= 500
+DEMO_SEED  ?= 1234
 demo: $(CANTOR) $(DEMO_BIN)
 	./$(CANTOR) --version
 	./$(DEMO_BIN)
 	@mkdir -p $(DEMO_DIR)
 	./$(CANTOR) corpus build --default -o $(DEMO_DIR)/default.corpus --encoding melody --quiet
 	./$(CANTOR) train --corpus $(DEMO_DIR)/default.corpus --out $(DEMO_DIR)/run --steps $(DEMO_STEPS) \
-	    --layers 2 --hidden 256 --batch 32 --window 128 --valid-every 100
-	./$(CANTOR) sample --ckpt $(DEMO_DIR)/run/model.safetensors --out $(DEMO_DIR)/sample.mid \
-	    --length 256 --temperature 0.9 --render $(DEMO_DIR)/sample.wav
-	@echo "demo: listen to $(DEMO_DIR)/sample.wav (or open $(DEMO_DIR)/sample.mid)"
+	    --layers 2 --hidden 256 --dropout 0.2 --batch 32 --window 128 --valid-every 100 --seed $(DEMO_SEED)
+	./$(CANTOR) sample --ckpt $(DEMO_DIR)/run/model.safetensors --out $(DEMO_DIR) --count 3 \
+	    --length 16bars --temperature 0.9 --seed $(DEMO_SEED) --render $(DEMO_DIR)
+	@echo
+	@echo "demo: three new pieces, as MIDI and as audio:"
+	@for f in $(DEMO_DIR)/sample-00[123].mid $(DEMO_DIR)/sample-00[123].wav; do echo "  $$f"; done
+	@echo "  listen: play the .wav files in any audio player; the .mid files open in any MIDI player or score editor"
+	@echo "  train on from where it stopped (the same run, bit for bit):"
+	@echo "    ./$(CANTOR) train --resume $(DEMO_DIR)/run --steps 2000"
+	@echo "  then compose again (another --seed gives other pieces):"
+	@echo "    ./$(CANTOR) sample --ckpt $(DEMO_DIR)/run/model.safetensors --out $(DEMO_DIR) --count 3 --length 16bars \\"
+	@echo "        --temperature 0.9 --seed 7 --render $(DEMO_DIR)"
 
 # ---- set-up -----------------------------------------------------------------------------------
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev zlib1g-dev libsndfile1-dev check valgrind \
@@ -244,9 +268,33 @@ help:
 	@echo "make test       build and run every Check suite"
 	@echo "make test-asan  the same under AddressSanitizer + UBSan"
 	@echo "make test-valgrind  the suite under valgrind (no fork)"
-	@echo "make demo       the main job (today: the engine's first-network example)"
+	@echo "make demo       the main job: default corpus, train, three new pieces in demo/"
 	@echo "make fixtures   regenerate PyTorch golden values (python3-torch)"
 	@echo "make fuzz       fuzz the MIDI reader for FUZZ_SECONDS (default 60)"
 	@echo "make bench      cantor beside PyTorch on the RNN workloads (reads ../shared/bench)"
+	@echo "make check-mpi  mpirun -np 2 and 3: data-parallel training equals one process"
+	@echo "make test-browser  headless Chromium loads the dashboard of a short training run"
+	@echo "make check-corpora  corpus-level checks on ../shared (skip without it)"
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---- dashboard (apps/dashboard*.c, apps/assets/, tests/browser/; issue #8) -------------------
+# The page's files are embedded as C string literals into apps/dashboard_assets.c, which is
+# committed (a build needs nothing but cc) and regenerated here whenever an asset changes.
+# The unit tests link the dashboard's objects and run the server in-process on 127.0.0.1:0;
+# the library is named again after them because they use audio/ and models/.
+DASH_ASSETS := $(wildcard apps/assets/*.html apps/assets/*.js apps/assets/*.css)
+DASH_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard apps/dashboard*.c))
+apps/dashboard_assets.c: $(DASH_ASSETS) apps/tools/embed_assets.c
+	@mkdir -p $(BUILD)/tools
+	$(CC) -std=c11 -O2 -Wall -Wextra -o $(BUILD)/tools/embed_assets apps/tools/embed_assets.c
+	$(BUILD)/tools/embed_assets $@ $(DASH_ASSETS)
+dashboard-assets:
+	@touch apps/tools/embed_assets.c
+	$(MAKE) apps/dashboard_assets.c
+$(TEST_BIN): $(DASH_OBJ)
+$(TEST_BIN): LDLIBS := $(LIB) $(LDLIBS)
+# A real browser (headless Chromium) loads the page of a short training run; screenshot in tests/tmp/.
+test-browser: $(CANTOR)
+	tests/browser/test_dashboard.sh
+.PHONY: dashboard-assets test-browser

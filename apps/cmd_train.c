@@ -1,266 +1,492 @@
-/* apps/cmd_train.c — `cantor train`: train a composer on a corpus file (a first version: CPU,
- * fixed number of steps, validation, metrics.jsonl, an atomic checkpoint at the end and on
- * Ctrl-C). Resume, schedules and the progress bar come with the app issue. */
+/* apps/cmd_train.c — `cantor train`: the options (parsing, help, what a resumed run may
+ * change) and the entry point. The loop is train_loop.c, checkpoints train_ckpt.c, the sample
+ * gallery train_samples.c (apps/train.h). */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+
+#include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "apps/cli.h"
-#include "corpora/dataset.h"
+#include "apps/dashboard.h"
+#include "apps/train.h"
 #include "engine/cantor.h"
-#include "models/composer.h"
-
-static volatile sig_atomic_t g_stop;   /* set by SIGINT/SIGTERM: save and exit cleanly */
-static void on_signal(int sig) { (void)sig; g_stop = 1; }
 
 static void train_help(FILE *f) {
     fprintf(f,
-            "usage: cantor train --corpus FILE --out RUN_DIR [options]\n"
+            "usage: cantor train --corpus FILE|DIR --out RUN_DIR [options]\n"
+            "       cantor train --resume RUN_DIR [--steps N] [options]\n"
             "\n"
-            "Trains a composer (embedding -> RNN -> linear, or 88-key frames -> RNN -> linear)\n"
-            "on the train split of a corpus file (cantor corpus build), validates on its valid\n"
-            "split, appends metrics to RUN_DIR/metrics.jsonl and writes RUN_DIR/model.safetensors\n"
-            "(also on Ctrl-C). The model's encoding comes from the corpus.\n"
+            "Trains a composer (embedding -> RNN -> linear; 88-key frames -> RNN -> linear for\n"
+            "piano rolls) with Adam on the train split of a corpus, validates on its valid\n"
+            "split, and writes into RUN_DIR: model.safetensors (the latest weights, what\n"
+            "'cantor sample --ckpt' reads), best.safetensors (lowest validation loss),\n"
+            "ckpt-STEP.safetensors + ckpt-STEP.state (checkpoints; --resume continues from the\n"
+            "last one bit for bit), metrics.jsonl (one JSON object per step), samples/ and\n"
+            "samples.jsonl (a short piece at every validation), run.json (the options).\n"
+            "Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and exits with 130\n"
+            "(a second one exits at once); a finished run exits 0, a failure 1, a usage error 2.\n"
             "\n"
-            "  --corpus FILE       the corpus file (required)\n"
-            "  --out RUN_DIR       where the checkpoint and metrics go (required; created)\n"
-            "  --cell NAME         lstm, gru or rnn (default lstm)\n"
-            "  --layers N          RNN layers (default 2)\n"
-            "  --hidden N          RNN hidden size (default 256)\n"
-            "  --embed N           token embedding size (default 64)\n"
-            "  --dropout P         dropout between layers and on the output (default 0)\n"
-            "  --batch N           sequences per batch (default 32)\n"
-            "  --window N          training window length in steps (default 128)\n"
-            "  --steps N           optimizer steps (default 300)\n"
-            "  --lr X              Adam learning rate (default 0.001)\n"
-            "  --clip X            gradient clipping by global norm, 0 = off (default 1.0)\n"
-            "  --seed N            seed of the weights, batches and dropout (default 1234)\n"
-            "  --workers N         data loader threads (default 2)\n"
-            "  --valid-every N     validate every N steps (default 100)\n"
-            "  --device NAME       cpu (the CUDA backend is not built yet) (default cpu)\n"
-            "  -h, --help          this help\n");
+            "data\n"
+            "  --corpus FILE|DIR       a corpus file (cantor corpus build); or a folder of MIDI files,\n"
+            "                          built into RUN_DIR/corpus.corpus with --model's encoding; or,\n"
+            "                          with --model audio, a folder of audio files (required)\n"
+            "  --model NAME            melody, performance, pianoroll or audio (default: the corpus\n"
+            "                          file's encoding; melody for a folder)\n"
+            "  --batch N               sequences per batch (default 32)\n"
+            "  --window N              training window in steps (default 128)\n"
+            "  --workers N             data loader threads; results do not depend on it (default 2)\n"
+            "  --audio-rate HZ         --model audio: sample rate of the mu-law tokens (default 16000)\n"
+            "model\n"
+            "  --cell NAME             lstm, gru or rnn (default lstm)\n"
+            "  --layers N              RNN layers (default 2)\n"
+            "  --hidden N              RNN hidden size (default 256)\n"
+            "  --embedding N           token embedding size, also --embed (default 64)\n"
+            "  --dropout P             dropout between layers and on the RNN output (default 0)\n"
+            "optimisation\n"
+            "  --steps N               optimizer steps (default 300)\n"
+            "  --epochs N              passes over the train split, instead of --steps\n"
+            "  --lr X                  Adam learning rate (default 0.001)\n"
+            "  --lr-schedule NAME      constant, step, exp or cosine (default constant)\n"
+            "  --warmup N              linear warm-up steps before the schedule (default 0)\n"
+            "  --lr-step-size N        step: multiply the rate by --lr-gamma every N steps (default 1000)\n"
+            "  --lr-gamma X            step: the factor (default 0.5); exp: the factor per step\n"
+            "                          (default 0.999)\n"
+            "  --lr-min X              cosine: the final learning rate (default 0)\n"
+            "  --lr-decay-steps N      cosine: the decay's length from step 0 (default: all steps)\n"
+            "  --clip X                clip gradients to this global L2 norm, 0 = off (default 1.0)\n"
+            "  --spike-factor X        skip a step whose gradient norm is over X times the median of\n"
+            "                          the last %d (once there are %d), 0 = off (default 10)\n"
+            "  --max-skips N           stop after N skipped steps in a row (default 20)\n"
+            "  --seed N                seed of the weights, batches and dropout (default 1234)\n"
+            "run\n"
+            "  --out RUN_DIR           the run folder (created; an earlier run there is replaced)\n"
+            "  --resume RUN_DIR        continue that run from its last checkpoint; --steps/--epochs\n"
+            "                          may be raised, the model and the data options may not change\n"
+            "  --checkpoint-every N    a checkpoint every N steps, 0 = only at the end (default 1000)\n"
+            "  --keep K                keep the last K checkpoints (default 3)\n"
+            "  --valid-every N         validate every N steps, 0 = only per epoch (default 100);\n"
+            "                          also at each epoch's end and at the last step\n"
+            "  --valid-batches N       batches per validation (default 20)\n"
+            "  --samples-every N       a gallery sample every N steps, 0 = at each validation\n"
+            "                          (default 0)\n"
+            "  --no-samples            no sample gallery\n"
+            "  --sample-seconds S      length of a gallery sample (default 4)\n"
+            "  --log-every N           a progress line every N steps when stderr is not a\n"
+            "                          terminal (default 10)\n"
+            "  --device NAME           cpu; cuda or cuda:N are not implemented yet (default cpu)\n"
+            "  --dashboard[=HOST:PORT] serve the live dashboard while training (default address\n"
+            "                          " DASH_DEFAULT_LISTEN "; 'cantor dashboard RUN_DIR' replays a run)\n"
+            "  -h, --help              this help\n",
+            TRAIN_NORM_WINDOW, TRAIN_NORM_WARMUP);
 }
 
-typedef struct train_opts {
-    const char *corpus, *out, *device;
-    cc_cell cell;
-    int64_t layers, hidden, embed, batch, window, steps, seed, workers, valid_every;
-    double dropout, lr, clip;
-} train_opts;
+enum {
+    O_CORPUS = 256, O_MODEL, O_OUT, O_LAYERS, O_HIDDEN, O_EMBED, O_CELL, O_BATCH, O_WINDOW, O_STEPS,
+    O_EPOCHS, O_LR, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_LR_MIN, O_DECAY, O_CLIP, O_DROPOUT,
+    O_SEED, O_DEVICE, O_WORKERS, O_RESUME, O_CKPT_EVERY, O_KEEP, O_VALID_EVERY, O_VALID_BATCHES,
+    O_SAMPLES_EVERY, O_NO_SAMPLES, O_SAMPLE_SECONDS, O_LOG_EVERY, O_SPIKE, O_MAX_SKIPS, O_AUDIO_RATE,
+    O_DASHBOARD, O_END
+};
 
-static cc_config config_for(const cp_encoding *e, const train_opts *o) {
-    cc_encoding enc = e->kind == CP_MELODY ? CC_ENC_MELODY : e->kind == CP_PERFORMANCE ? CC_ENC_PERFORMANCE
-                                                                                         : CC_ENC_PIANOROLL;
-    cc_config c = cc_config_default(enc);
-    if (enc == CC_ENC_MELODY) {
-        c.min_pitch = e->melody.range.min_pitch;
-        c.max_pitch = e->melody.range.max_pitch;
-        c.steps_per_quarter = e->melody.steps_per_quarter;
-    } else if (enc == CC_ENC_PERFORMANCE) {
-        c.steps_per_second = e->perf.config.steps_per_second;
-        c.max_shift_steps = e->perf.config.max_shift_steps;
-        c.num_velocity_bins = e->perf.config.num_velocity_bins;
-    } else {
-        c.steps_per_quarter = e->roll_grid.steps_per_quarter;
-        c.steps_per_second = e->roll_grid.steps_per_second;
+#define GIVEN(o) (given[(o) - O_CORPUS])
+
+static bool copy_path(const char *flag, const char *s, char *dst) {
+    if (strlen(s) >= TRAIN_PATH_MAX || strchr(s, '\n')) {
+        cli_usage("train", "%s: the path is too long or holds a newline", flag);
+        return false;
     }
-    c.vocab = 0;
+    strcpy(dst, s);
+    return true;
+}
+
+/* cpu, cuda, cuda:N. CLI_OK, CLI_USAGE (malformed) or CLI_FAIL (not available here). */
+static int check_device(const char *d) {
+    if (!strcmp(d, "cpu")) return CLI_OK;
+    bool cuda = !strcmp(d, "cuda");
+    if (!cuda && !strncmp(d, "cuda:", 5)) {
+        const char *p = d + 5;
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        cuda = *p >= '0' && *p <= '9' && !*end && !errno && v >= 0 && v < 64;
+    }
+    if (!cuda) return cli_usage("train", "--device '%s': expected cpu, cuda or cuda:N (N = 0..63)", d);
+    char why[256] = "";
+    int n = ct_cuda_device_count(why, sizeof why);
+    if (!ct_cuda_compiled())
+        return cli_fail("train", "--device %s: training on CUDA is not implemented yet, and this build has no "
+                        "CUDA backend compiled in (%s; 'make CUDA=1' builds it); train with --device cpu",
+                        d, why[0] ? why : "built without CUDA=1");
+    return cli_fail("train", "--device %s: training on CUDA is not implemented yet (this build has the CUDA "
+                    "backend compiled in, %d device%s: %s); train with --device cpu", d, n, n == 1 ? "" : "s",
+                    n > 0 ? "the training loop does not use it yet" : why);
+}
+
+static void cfg_describe_with(const cc_config *base, const train_opts *o, char *buf, size_t n) {
+    cc_config c = *base;
     c.cell = o->cell;
     c.layers = (int)o->layers;
     c.hidden = o->hidden;
-    c.embed = enc == CC_ENC_PIANOROLL ? 0 : o->embed;
-    c.dropout = (float)o->dropout;
-    return c;
+    if (!cc_config_is_roll(&c)) c.embed = o->embed;
+    if (o->model >= 0) c.encoding = (cc_encoding)o->model;
+    cc_config_describe(&c, buf, n);
 }
 
-/* Mean loss over up to max_batches batches of the valid split (no graph). */
-static double validate(ct_ctx *ctx, ct_module *m, ct_dataloader *dl, int max_batches) {
-    bool was = ct_set_grad_enabled(ctx, false);
-    ct_module_train(m, false);
-    double sum = 0;
-    int64_t count = 0;
-    for (int i = 0; i < max_batches; i++) {
-        ct_scope_begin(ctx);
-        const ct_batch *b = ct_dataloader_next(dl);
-        ct_tensor *loss = NULL;
-        int64_t n = 0;
-        if (b && cc_loss(m, b, -100, NULL, &loss, &n) == CT_OK && n > 0) {
-            sum += ct_item(loss) * (double)n;
-            count += n;
-        }
-        ct_scope_end(ctx);
-        if (!b) break;
+/* What a resumed run takes from the command line: the options given there replace the saved
+ * ones, except those that define the model or the data (an error naming the flag). */
+static int merge_resume(train_opts *o, const train_opts *cli, const bool *given, const char *dir, int64_t step) {
+    char err[512];
+    train_opts saved;
+    if (!train_read_run_options(dir, step, &saved, err, sizeof err)) return cli_fail("train", "%s", err);
+    /* the model: the checkpoint's own configuration */
+    char path[TRAIN_PATH_MAX + 64], a[160] = "?", b[160] = "?";
+    snprintf(path, sizeof path, "%s/ckpt-%08lld.safetensors", dir, (long long)step);
+    ct_ctx *ctx = ct_ctx_new();
+    ct_ctx_set_error_handler(ctx, NULL, NULL);
+    cc_config sc;
+    if (cc_read_config(ctx, path, &sc) != CT_OK) {
+        int rc = cli_fail("train", "--resume %s: %s", dir, ct_ctx_error(ctx));
+        ct_ctx_free(ctx);
+        return rc;
     }
-    ct_module_train(m, true);
-    ct_set_grad_enabled(ctx, was);
-    return count ? sum / (double)count : NAN;
+    ct_ctx_free(ctx);
+    char diff[512] = "";
+    size_t dl = 0;
+#define MODEL_DIFF(opt, flag, fmt, a, b)                                                             \
+    if (GIVEN(opt) && (a) != (b) && dl < sizeof diff)                                                \
+        dl += (size_t)snprintf(diff + dl, sizeof diff - dl, "%s" flag " " fmt " vs " fmt, dl ? ", " : "", a, b);
+    MODEL_DIFF(O_LAYERS, "--layers", "%lld", (long long)cli->layers, (long long)saved.layers)
+    MODEL_DIFF(O_HIDDEN, "--hidden", "%lld", (long long)cli->hidden, (long long)saved.hidden)
+    if (!cc_config_is_roll(&sc)) {   /* a piano roll has no embedding */
+        MODEL_DIFF(O_EMBED, "--embedding", "%lld", (long long)cli->embed, (long long)saved.embed)
+    }
+    if (GIVEN(O_CELL) && cli->cell != saved.cell && dl < sizeof diff)
+        dl += (size_t)snprintf(diff + dl, sizeof diff - dl, "%s--cell %s vs %s", dl ? ", " : "",
+                               cc_cell_name(cli->cell), cc_cell_name(saved.cell));
+    if (GIVEN(O_MODEL) && cli->model != (int)sc.encoding && dl < sizeof diff)
+        dl += (size_t)snprintf(diff + dl, sizeof diff - dl, "%s--model %s vs %s", dl ? ", " : "",
+                               cc_encoding_name((cc_encoding)cli->model), cc_encoding_name(sc.encoding));
+    if (dl) {
+        cc_config_describe(&sc, b, sizeof b);
+        train_opts mixed = saved;
+        if (GIVEN(O_LAYERS)) mixed.layers = cli->layers;
+        if (GIVEN(O_HIDDEN)) mixed.hidden = cli->hidden;
+        if (GIVEN(O_EMBED)) mixed.embed = cli->embed;
+        if (GIVEN(O_CELL)) mixed.cell = cli->cell;
+        mixed.model = GIVEN(O_MODEL) ? cli->model : (int)sc.encoding;
+        cfg_describe_with(&sc, &mixed, a, sizeof a);
+        return cli_usage("train", "--resume %s: the run trains a %s, but the options ask for a %s (%s, the option "
+                         "first); a resumed run keeps its model: drop those options, or start a new run "
+                         "with --out", dir, b, a, diff);
+    }
+    /* the data */
+#define DATA_SAME(opt, flag, field)                                                                  \
+    if (GIVEN(opt) && cli->field != saved.field)                                                     \
+        return cli_usage("train", "--resume %s: " flag " %lld, but the run used %lld; a resumed run keeps " \
+                         "its data options (the batches it would have seen depend on them)", dir,      \
+                         (long long)cli->field, (long long)saved.field);
+    DATA_SAME(O_BATCH, "--batch", batch)
+    DATA_SAME(O_WINDOW, "--window", window)
+    DATA_SAME(O_SEED, "--seed", seed)
+    DATA_SAME(O_AUDIO_RATE, "--audio-rate", audio_rate)
+    if (GIVEN(O_OUT) && strcmp(cli->out, dir) != 0)
+        return cli_usage("train", "--out %s with --resume %s: a resumed run writes into its own folder", cli->out, dir);
+    *o = saved;
+    strcpy(o->out, dir);
+    if (GIVEN(O_CORPUS) && strcmp(cli->corpus, saved.corpus) != 0) {
+        printf("note: --corpus %s instead of the run's %s\n", cli->corpus, saved.corpus);
+        strcpy(o->corpus, cli->corpus);
+        o->corpus_file[0] = 0;
+    }
+    /* the length: --steps or --epochs replaces the saved one */
+    if (GIVEN(O_STEPS)) { o->steps = cli->steps; o->epochs = 0; }
+    if (GIVEN(O_EPOCHS)) { o->epochs = cli->epochs; o->steps = 0; }
+    if (o->steps > 0 && o->steps < step)
+        return cli_usage("train", "--steps %lld: the run in %s is already at step %lld", (long long)o->steps, dir,
+                         (long long)step);
+    /* hyper-parameters that may change (a note says so: the run is no longer the one it was) */
+#define MAY_CHANGE(opt, flag, field, fmt, cast)                                                      \
+    if (GIVEN(opt)) {                                                                                \
+        if (cli->field != saved.field)                                                               \
+            printf("note: " flag " " fmt " (the run had " fmt ")\n", (cast)cli->field, (cast)saved.field); \
+        o->field = cli->field;                                                                       \
+    }
+    MAY_CHANGE(O_LR, "--lr", lr, "%g", double)
+    MAY_CHANGE(O_WARMUP, "--warmup", warmup, "%lld", long long)
+    MAY_CHANGE(O_STEP_SIZE, "--lr-step-size", lr_step_size, "%lld", long long)
+    MAY_CHANGE(O_GAMMA, "--lr-gamma", lr_gamma, "%g", double)
+    MAY_CHANGE(O_LR_MIN, "--lr-min", lr_min, "%g", double)
+    MAY_CHANGE(O_DECAY, "--lr-decay-steps", lr_decay_steps, "%lld", long long)
+    MAY_CHANGE(O_CLIP, "--clip", clip, "%g", double)
+    MAY_CHANGE(O_DROPOUT, "--dropout", dropout, "%g", double)
+    MAY_CHANGE(O_SPIKE, "--spike-factor", spike_factor, "%g", double)
+    if (GIVEN(O_SCHED)) {
+        if (cli->sched != saved.sched)
+            printf("note: --lr-schedule %s (the run had %s)\n", train_sched_name(cli->sched), train_sched_name(saved.sched));
+        o->sched = cli->sched;
+    }
+    /* how the run is watched and kept: taken as given */
+    if (GIVEN(O_MAX_SKIPS)) o->max_skips = cli->max_skips;
+    if (GIVEN(O_WORKERS)) o->workers = cli->workers;
+    if (GIVEN(O_DEVICE)) strcpy(o->device, cli->device);
+    if (GIVEN(O_CKPT_EVERY)) o->checkpoint_every = cli->checkpoint_every;
+    if (GIVEN(O_KEEP)) o->keep = cli->keep;
+    if (GIVEN(O_VALID_EVERY)) o->valid_every = cli->valid_every;
+    if (GIVEN(O_VALID_BATCHES)) o->valid_batches = cli->valid_batches;
+    if (GIVEN(O_SAMPLES_EVERY)) {
+        o->samples_every = cli->samples_every;
+        o->samples = true;
+    }
+    if (GIVEN(O_NO_SAMPLES)) o->samples = false;
+    if (GIVEN(O_SAMPLE_SECONDS)) o->sample_seconds = cli->sample_seconds;
+    if (GIVEN(O_LOG_EVERY)) o->log_every = cli->log_every;
+    return CLI_OK;
 }
 
-static int train_run(int argc, char **argv) {
+/* ---- RUN_DIR/status.json: what the dashboard's status line shows ----------------------------
+ * Rewritten (temp file + rename, no fsync: it is a hint, not data) at most every 2 s from the
+ * metrics hook, and at the start and the end of the session. */
+typedef struct train_status {
+    double started, last_write;
+} train_status;
+
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void write_status(train_run *r, train_status *st, const char *state, const char *message) {
+    if (!r->writer) return;
+    double now = wall_now();
+    st->last_write = now;
+    int64_t done = r->step - r->resume_step;
+    double secs = train_elapsed(r) - r->elapsed_before;
+    double eta = done > 0 && r->total_steps > r->step ? secs / (double)done * (double)(r->total_steps - r->step) : 0;
+    char ckpt[64] = "";
+    if (r->last_ckpt_step > 0) snprintf(ckpt, sizeof ckpt, "ckpt-%08lld.safetensors", (long long)r->last_ckpt_step);
+    char dev[160];
+    snprintf(dev, sizeof dev, "%s (OpenBLAS %s, %d threads)", r->o.device[0] ? r->o.device : "cpu", ct_blas_core(),
+             ct_blas_threads());
+    char json[1024];
+    int n = snprintf(json, sizeof json,
+                     "{\"state\":\"%s\",\"step\":%lld,\"total_steps\":%lld,\"epoch\":%lld,\"eta_s\":%.1f,"
+                     "\"device\":\"%s\",\"pid\":%ld,\"started\":%.3f,\"updated\":%.3f,\"last_checkpoint\":\"%s\","
+                     "\"message\":\"%s\"}\n",
+                     state, (long long)r->step, (long long)r->total_steps,
+                     (long long)(r->batches_per_epoch > 0 ? (r->step > 0 ? r->step - 1 : 0) / r->batches_per_epoch : 0), eta,
+                     dev, (long)getpid(), st->started, now, ckpt, message ? message : "");
+    if (n <= 0 || n >= (int)sizeof json) return;
+    char path[TRAIN_PATH_MAX + 32], tmp[TRAIN_PATH_MAX + 48];
+    snprintf(path, sizeof path, "%s/status.json", r->o.out);
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return;
+    bool ok = fwrite(json, 1, (size_t)n, f) == (size_t)n;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) remove(tmp);
+}
+
+static void status_on_metrics(train_run *r, const char *json, void *ud) {
+    train_status *st = ud;
+    if (wall_now() - st->last_write >= 2.0) write_status(r, st, "running", NULL);
+}
+
+static int train_main(int argc, char **argv) {
     static const struct option opts[] = {
-        {"corpus", required_argument, NULL, 'c'},  {"out", required_argument, NULL, 'o'},
-        {"cell", required_argument, NULL, 'C'},    {"layers", required_argument, NULL, 'L'},
-        {"hidden", required_argument, NULL, 'H'},  {"embed", required_argument, NULL, 'E'},
-        {"dropout", required_argument, NULL, 'd'}, {"batch", required_argument, NULL, 'b'},
-        {"window", required_argument, NULL, 'w'},  {"steps", required_argument, NULL, 's'},
-        {"lr", required_argument, NULL, 'l'},      {"clip", required_argument, NULL, 'k'},
-        {"seed", required_argument, NULL, 'S'},    {"workers", required_argument, NULL, 'W'},
-        {"valid-every", required_argument, NULL, 'v'}, {"device", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"corpus", required_argument, NULL, O_CORPUS},
+        {"model", required_argument, NULL, O_MODEL},
+        {"out", required_argument, NULL, O_OUT},
+        {"layers", required_argument, NULL, O_LAYERS},
+        {"hidden", required_argument, NULL, O_HIDDEN},
+        {"embedding", required_argument, NULL, O_EMBED},
+        {"embed", required_argument, NULL, O_EMBED},
+        {"cell", required_argument, NULL, O_CELL},
+        {"batch", required_argument, NULL, O_BATCH},
+        {"window", required_argument, NULL, O_WINDOW},
+        {"steps", required_argument, NULL, O_STEPS},
+        {"epochs", required_argument, NULL, O_EPOCHS},
+        {"lr", required_argument, NULL, O_LR},
+        {"lr-schedule", required_argument, NULL, O_SCHED},
+        {"warmup", required_argument, NULL, O_WARMUP},
+        {"lr-step-size", required_argument, NULL, O_STEP_SIZE},
+        {"lr-gamma", required_argument, NULL, O_GAMMA},
+        {"lr-min", required_argument, NULL, O_LR_MIN},
+        {"lr-decay-steps", required_argument, NULL, O_DECAY},
+        {"clip", required_argument, NULL, O_CLIP},
+        {"dropout", required_argument, NULL, O_DROPOUT},
+        {"seed", required_argument, NULL, O_SEED},
+        {"device", required_argument, NULL, O_DEVICE},
+        {"workers", required_argument, NULL, O_WORKERS},
+        {"resume", required_argument, NULL, O_RESUME},
+        {"checkpoint-every", required_argument, NULL, O_CKPT_EVERY},
+        {"keep", required_argument, NULL, O_KEEP},
+        {"valid-every", required_argument, NULL, O_VALID_EVERY},
+        {"valid-batches", required_argument, NULL, O_VALID_BATCHES},
+        {"samples-every", required_argument, NULL, O_SAMPLES_EVERY},
+        {"no-samples", no_argument, NULL, O_NO_SAMPLES},
+        {"sample-seconds", required_argument, NULL, O_SAMPLE_SECONDS},
+        {"log-every", required_argument, NULL, O_LOG_EVERY},
+        {"spike-factor", required_argument, NULL, O_SPIKE},
+        {"max-skips", required_argument, NULL, O_MAX_SKIPS},
+        {"audio-rate", required_argument, NULL, O_AUDIO_RATE},
+        {"dashboard", optional_argument, NULL, O_DASHBOARD},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    train_opts o = {NULL, NULL, "cpu", CC_LSTM, 2, 256, 64, 32, 128, 300, 1234, 2, 100, 0.0, 1e-3, 1.0};
-    int c, cell;
+    static train_opts o, cli;   /* large (paths): not on the stack */
+    train_opts_defaults(&o);
+    char resume[TRAIN_PATH_MAX] = "";
+    char dash_listen[256] = "";
+    bool given[O_END - O_CORPUS];
+    memset(given, 0, sizeof given);
+    int c, v;
     opterr = 0;
     optind = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c >= O_CORPUS && c < O_END) GIVEN(c) = true;
         switch (c) {
-        case 'c': o.corpus = optarg; break;
-        case 'o': o.out = optarg; break;
-        case 'C':
-            if ((cell = cc_cell_from_name(optarg)) < 0)
-                return cli_usage("train", "--cell '%s': expected lstm, gru or rnn", optarg);
-            o.cell = (cc_cell)cell;
+        case O_CORPUS: if (!copy_path("--corpus", optarg, o.corpus)) return CLI_USAGE; break;
+        case O_OUT: if (!copy_path("--out", optarg, o.out)) return CLI_USAGE; break;
+        case O_RESUME: if (!copy_path("--resume", optarg, resume)) return CLI_USAGE; break;
+        case O_MODEL:
+            v = cc_encoding_from_name(optarg);
+            if (v != CC_ENC_MELODY && v != CC_ENC_PERFORMANCE && v != CC_ENC_PIANOROLL && v != CC_ENC_AUDIO)
+                return cli_usage("train", "--model '%s': expected melody, performance, pianoroll or audio", optarg);
+            o.model = v;
             break;
-        case 'L': if (!cli_int("train", "--layers", optarg, 1, 16, &o.layers)) return CLI_USAGE; break;
-        case 'H': if (!cli_int("train", "--hidden", optarg, 1, 8192, &o.hidden)) return CLI_USAGE; break;
-        case 'E': if (!cli_int("train", "--embed", optarg, 1, 8192, &o.embed)) return CLI_USAGE; break;
-        case 'd': if (!cli_float("train", "--dropout", optarg, 0, 0.95, &o.dropout)) return CLI_USAGE; break;
-        case 'b': if (!cli_int("train", "--batch", optarg, 1, 4096, &o.batch)) return CLI_USAGE; break;
-        case 'w': if (!cli_int("train", "--window", optarg, 2, 1 << 20, &o.window)) return CLI_USAGE; break;
-        case 's': if (!cli_int("train", "--steps", optarg, 1, INT64_MAX / 2, &o.steps)) return CLI_USAGE; break;
-        case 'l': if (!cli_float("train", "--lr", optarg, 1e-9, 10, &o.lr)) return CLI_USAGE; break;
-        case 'k': if (!cli_float("train", "--clip", optarg, 0, 1e6, &o.clip)) return CLI_USAGE; break;
-        case 'S': if (!cli_int("train", "--seed", optarg, 0, INT64_MAX, &o.seed)) return CLI_USAGE; break;
-        case 'W': if (!cli_int("train", "--workers", optarg, 0, 64, &o.workers)) return CLI_USAGE; break;
-        case 'v': if (!cli_int("train", "--valid-every", optarg, 1, INT64_MAX / 2, &o.valid_every)) return CLI_USAGE; break;
-        case 'D': o.device = optarg; break;
+        case O_CELL:
+            if ((v = cc_cell_from_name(optarg)) < 0)
+                return cli_usage("train", "--cell '%s': expected lstm, gru or rnn", optarg);
+            o.cell = (cc_cell)v;
+            break;
+        case O_SCHED:
+            if ((v = train_sched_parse(optarg)) < 0)
+                return cli_usage("train", "--lr-schedule '%s': expected constant, step, exp or cosine", optarg);
+            o.sched = (train_sched)v;
+            break;
+        case O_DEVICE:
+            if (strlen(optarg) >= sizeof o.device) return cli_usage("train", "--device '%s': expected cpu, cuda or cuda:N", optarg);
+            strcpy(o.device, optarg);
+            break;
+        case O_NO_SAMPLES: o.samples = false; break;
+        case O_DASHBOARD:
+            /* --dashboard, --dashboard=HOST:PORT or --dashboard HOST:PORT (a next argument that
+             * is not an option and holds a ':') */
+            if (!optarg && optind < argc && argv[optind][0] != '-' && strchr(argv[optind], ':'))
+                optarg = argv[optind++];
+            snprintf(dash_listen, sizeof dash_listen, "%s", optarg ? optarg : DASH_DEFAULT_LISTEN);
+            if (strlen(dash_listen) >= sizeof dash_listen - 1)
+                return cli_usage("train", "--dashboard '%s': expected HOST:PORT", optarg);
+            {
+                char derr[256];
+                if (!dash_listen_ok(dash_listen, derr, sizeof derr))
+                    return cli_usage("train", "--dashboard '%s': %s", dash_listen, derr);
+            }
+            break;
+#define INT_OPT(code, flag, lo, hi, field) \
+        case code: if (!cli_int("train", flag, optarg, lo, hi, &o.field)) return CLI_USAGE; break;
+#define FLT_OPT(code, flag, lo, hi, field) \
+        case code: if (!cli_float("train", flag, optarg, lo, hi, &o.field)) return CLI_USAGE; break;
+        INT_OPT(O_LAYERS, "--layers", 1, 16, layers)
+        INT_OPT(O_HIDDEN, "--hidden", 1, 8192, hidden)
+        INT_OPT(O_EMBED, "--embedding", 1, 8192, embed)
+        INT_OPT(O_BATCH, "--batch", 1, 4096, batch)
+        INT_OPT(O_WINDOW, "--window", 2, 1 << 20, window)
+        INT_OPT(O_STEPS, "--steps", 1, INT64_C(1) << 40, steps)
+        INT_OPT(O_EPOCHS, "--epochs", 1, 1000000, epochs)
+        INT_OPT(O_WARMUP, "--warmup", 0, INT64_C(1) << 40, warmup)
+        INT_OPT(O_STEP_SIZE, "--lr-step-size", 1, INT64_C(1) << 40, lr_step_size)
+        INT_OPT(O_DECAY, "--lr-decay-steps", 1, INT64_C(1) << 40, lr_decay_steps)
+        INT_OPT(O_SEED, "--seed", 0, INT64_MAX, seed)
+        INT_OPT(O_WORKERS, "--workers", 0, 64, workers)
+        INT_OPT(O_CKPT_EVERY, "--checkpoint-every", 0, INT64_C(1) << 40, checkpoint_every)
+        INT_OPT(O_KEEP, "--keep", 1, 1000000, keep)
+        INT_OPT(O_VALID_EVERY, "--valid-every", 0, INT64_C(1) << 40, valid_every)
+        INT_OPT(O_VALID_BATCHES, "--valid-batches", 1, 1000000, valid_batches)
+        INT_OPT(O_SAMPLES_EVERY, "--samples-every", 0, INT64_C(1) << 40, samples_every)
+        INT_OPT(O_LOG_EVERY, "--log-every", 1, INT64_C(1) << 40, log_every)
+        INT_OPT(O_MAX_SKIPS, "--max-skips", 1, 1000000, max_skips)
+        INT_OPT(O_AUDIO_RATE, "--audio-rate", 1000, 192000, audio_rate)
+        FLT_OPT(O_LR, "--lr", 1e-9, 10, lr)
+        FLT_OPT(O_GAMMA, "--lr-gamma", 1e-6, 1, lr_gamma)
+        FLT_OPT(O_LR_MIN, "--lr-min", 0, 10, lr_min)
+        FLT_OPT(O_CLIP, "--clip", 0, 1e6, clip)
+        FLT_OPT(O_DROPOUT, "--dropout", 0, 0.95, dropout)
+        FLT_OPT(O_SPIKE, "--spike-factor", 0, 1e9, spike_factor)
+        FLT_OPT(O_SAMPLE_SECONDS, "--sample-seconds", 0.25, 60, sample_seconds)
         case 'h': train_help(stdout); return CLI_OK;
-        default: return cli_bad_option("train", argv[optind - 1]);
+        default:
+            if (optopt >= O_CORPUS && optopt < O_END)
+                return cli_usage("train", "%s needs a value", argv[optind - 1]);
+            return cli_bad_option("train", argv[optind - 1]);
         }
     }
     if (cli_check_positionals("train", argc, argv, optind)) return CLI_USAGE;
     if (optind < argc) return cli_bad_option("train", argv[optind]);
-    if (!o.corpus) return cli_usage("train", "--corpus FILE is required (make one with 'cantor corpus build')");
-    if (!o.out) return cli_usage("train", "--out RUN_DIR is required");
-    if (strcmp(o.device, "cpu") != 0)
-        return cli_usage("train", "--device '%s': this build trains on cpu only (the CUDA backend is not built yet)", o.device);
-    if (mkdir(o.out, 0755) != 0 && errno != EEXIST)
-        return cli_fail("train", "%s: cannot create the run folder: %s", o.out, strerror(errno));
-
-    ct_ctx *ctx = ct_ctx_new();
-    int rc = CLI_FAIL;
-    cp_dataset *tr = cp_dataset_open(ctx, o.corpus, CP_TRAIN), *va = NULL;
-    ct_module *m = NULL;
-    ct_optim *opt = NULL;
-    ct_dataloader *dl = NULL, *vdl = NULL;
-    FILE *metrics = NULL;
-    if (!tr) goto done;
-    va = cp_dataset_open(ctx, o.corpus, CP_VALID);
-    if (!va) goto done;
-    const cp_corpus *corpus = cp_dataset_corpus(tr);
-    cc_config cfg = config_for(cp_corpus_encoding(corpus), &o);
-    char err[512];
-    if (cc_config_resolve(&cfg, err, sizeof err) != CT_OK) { cli_fail("train", "%s", err); goto done; }
-    ct_rng rng;
-    ct_rng_seed(&rng, (uint64_t)o.seed);
-    m = cc_model_new(ctx, &rng, &cfg);
-    if (!m) goto done;
-    opt = ct_adam_new(m, ct_adam_defaults(o.lr));
-    if (!opt) goto done;
-    char desc[256];
-    cc_model_describe(m, desc, sizeof desc);
-    printf("device: cpu; BLAS: %s, %d threads\n", ct_blas_core(), ct_blas_threads());
-    printf("model: %s\n", desc);
-    printf("corpus: %s: train %lld pieces, valid %lld pieces\n", o.corpus,
-           (long long)cp_dataset_len(tr), (long long)cp_dataset_len(va));
-    if (cp_dataset_len(tr) == 0) { cli_fail("train", "%s: the train split is empty", o.corpus); goto done; }
-    if (cp_dataset_len(tr) < 10) fprintf(stderr, "cantor train: warning: the train split has only %lld pieces\n", (long long)cp_dataset_len(tr));
-    if (cp_dataset_len(va) == 0) fprintf(stderr, "cantor train: warning: the valid split is empty: no validation loss\n");
-
-    ct_dataloader_opts lo = ct_dataloader_defaults();
-    lo.batch_size = (int)o.batch;
-    lo.sampler = CT_SAMPLER_RANDOM;
-    lo.seed = (uint64_t)o.seed;
-    lo.workers = (int)o.workers;
-    lo.collate.targets = true;
-    lo.collate.max_len = o.window;
-    ct_dataset tds = cp_dataset_as(tr), vds = cp_dataset_as(va);
-    dl = ct_dataloader_new(ctx, &tds, &lo);
-    if (!dl) goto done;
-    if (cp_dataset_len(va) > 0) {
-        lo.sampler = CT_SAMPLER_SEQUENTIAL;
-        lo.workers = 0;
-        vdl = ct_dataloader_new(ctx, &vds, &lo);
+    if (GIVEN(O_STEPS) && GIVEN(O_EPOCHS)) return cli_usage("train", "--steps and --epochs: give one of them");
+    if (GIVEN(O_EPOCHS)) o.steps = 0;
+    if (o.lr_min > o.lr && o.sched == TRAIN_LR_COSINE)
+        return cli_usage("train", "--lr-min %g is above --lr %g", o.lr_min, o.lr);
+    if (GIVEN(O_DEVICE)) {
+        int rc = check_device(o.device);
+        if (rc != CLI_OK) return rc;
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", o.out);
-    metrics = fopen(path, "a");
-    if (!metrics) { cli_fail("train", "%s: %s", path, strerror(errno)); goto done; }
-
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int64_t tokens = 0, skipped = 0;
-    for (int64_t step = 1; step <= o.steps && !g_stop; step++) {
-        ct_scope_begin(ctx);
-        const ct_batch *b = ct_dataloader_next(dl);
-        if (!b && ct_dataloader_status(dl) == CT_OK) b = ct_dataloader_next(dl);   /* a new epoch */
-        if (!b) { ct_scope_end(ctx); cli_fail("train", "data: %s", ct_ctx_error(ctx)); goto done; }
-        ct_tensor *loss = NULL;
-        int64_t n = 0;
-        ct_optim_zero_grad(opt);
-        if (cc_loss(m, b, -100, &rng, &loss, &n) != CT_OK || ct_backward(loss) != CT_OK) {
-            ct_scope_end(ctx);
-            cli_fail("train", "%s", ct_ctx_error(ctx));
-            goto done;
-        }
-        double norm = 0;
-        bool ok = o.clip > 0 ? ct_clip_grad_norm(m, (float)o.clip, &norm) == CT_OK : isfinite(ct_item(loss));
-        if (ok) ct_optim_step(opt);
-        else { skipped++; fprintf(stderr, "cantor train: step %lld: non-finite gradient norm, step skipped\n", (long long)step); ct_ctx_clear_error(ctx); }
-        tokens += n;
-        double lv = ct_item(loss);
-        ct_scope_end(ctx);
-        struct timespec t1;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double el = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        fprintf(metrics, "{\"step\": %lld, \"time_s\": %.3f, \"loss\": %.6f, \"grad_norm\": %.6f, \"lr\": %g, \"tokens_per_s\": %.1f}\n",
-                (long long)step, el, lv, norm, o.lr, tokens / el);
-        if (step == 1 || step % 10 == 0 || step == o.steps)
-            printf("step %5lld  loss %.4f  grad norm %.3f  %.0f tokens/s  ETA %.0f s\n", (long long)step, lv, norm,
-                   tokens / el, el / (double)step * (double)(o.steps - step));
-        if (vdl && (step % o.valid_every == 0 || step == o.steps)) {
-            double vl = validate(ctx, m, vdl, 20);
-            ct_dataloader_free(vdl);
-            vdl = ct_dataloader_new(ctx, &vds, &lo);            /* from the start next time */
-            printf("step %5lld  valid loss %.4f\n", (long long)step, vl);
-            fprintf(metrics, "{\"step\": %lld, \"valid_loss\": %.6f}\n", (long long)step, vl);
-        }
-        fflush(metrics);
+    int64_t resume_step = -1;
+    if (resume[0]) {
+        cli = o;
+        resume_step = train_find_checkpoint(resume);
+        if (resume_step < 0)
+            return cli_fail("train", "--resume %s: no checkpoint there (a ckpt-STEP.safetensors with its "
+                            "ckpt-STEP.state, written by cantor train)", resume);
+        int rc = merge_resume(&o, &cli, given, resume, resume_step);
+        if (rc != CLI_OK) return rc;
+        rc = check_device(o.device);
+        if (rc != CLI_OK) return rc;
+    } else {
+        if (!o.corpus[0]) return cli_usage("train", "--corpus FILE is required (make one with 'cantor corpus build')");
+        if (!o.out[0]) return cli_usage("train", "--out RUN_DIR is required");
     }
-    snprintf(path, sizeof path, "%s/model.safetensors", o.out);
-    char seed_s[32];
-    snprintf(seed_s, sizeof seed_s, "%lld", (long long)o.seed);
-    const char *keys[] = {"seed", "corpus"}, *vals[] = {seed_s, o.corpus};
-    if (cc_save(path, m, 2, keys, vals) != CT_OK) { cli_fail("train", "%s", ct_ctx_error(ctx)); goto done; }
-    printf("%s%s (%lld steps skipped)\n", g_stop ? "interrupted: saved " : "saved ", path, (long long)skipped);
-    rc = CLI_OK;
-done:
-    if (rc != CLI_OK && ct_ctx_status(ctx) != CT_OK && !metrics) cli_fail("train", "%s", ct_ctx_error(ctx));
-    if (metrics) fclose(metrics);
-    ct_dataloader_free(dl);
-    ct_dataloader_free(vdl);
-    ct_optim_free(opt);
-    ct_module_free(m);
-    cp_dataset_free(tr);
-    cp_dataset_free(va);
-    ct_ctx_free(ctx);
+    static train_run r;
+    train_run_init(&r, &o);
+    r.resumed = resume_step >= 0;
+    r.resume_step = r.resumed ? resume_step : 0;
+    /* Extension points (apps/train.h): data-parallel training sets r.shard_batch / r.grad_sync. */
+    static train_status st;
+    st.started = wall_now();
+    r.on_metrics = status_on_metrics;
+    r.on_metrics_ud = &st;
+    int rc = train_dist_begin(&r);   /* data-parallel under mpirun; nothing otherwise */
+    if (rc == CLI_OK) rc = train_setup(&r);
+    rc = train_dist_ready(&r, rc);
+    dash_server *dash = NULL;
+    if (rc == CLI_OK && dash_listen[0] && r.writer) {
+        /* After setup: the run folder exists (and an earlier run in it was cleared). The server
+         * runs in its own threads and only reads files: it cannot slow or stop training. */
+        char derr[512];
+        const char *dirs[] = {r.o.out};
+        if (dash_start(dash_listen, dirs, 1, &dash, derr, sizeof derr) != 0)
+            train_warn(&r, "no dashboard: %s (training goes on)", derr);
+        else train_say(&r, "dashboard: %s", dash_url(dash));
+    }
+    const bool ran = rc == CLI_OK;
+    if (rc == CLI_OK) {
+        write_status(&r, &st, "running", NULL);
+        rc = train_loop(&r);
+        write_status(&r, &st, rc == CLI_OK ? (r.step >= r.total_steps ? "finished" : "interrupted")
+                                : rc == 130 ? "interrupted" : "failed", NULL);
+    }
+    rc = train_dist_end(&r, rc, ran);
+    dash_stop(dash);
+    train_run_free(&r);
     return rc;
 }
 
-const cli_cmd cli_cmd_train = {"train", "train a composer on a corpus file", train_run, train_help};
+const cli_cmd cli_cmd_train = {"train", "train a composer on a corpus (checkpoints, resume, metrics, samples)",
+                               train_main, train_help};

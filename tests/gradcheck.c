@@ -143,8 +143,14 @@ uint8_t *tu_slurp(const char *path, size_t *n) {
     ck_assert_ptr_nonnull(buf);
     ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
     fclose(f);
-    *n = (size_t)len;
+    buf[len] = 0;   /* text files can be used as strings */
+    if (n) *n = (size_t)len;
     return buf;
+}
+
+const char *tu_cantor_bin(void) {
+    const char *b = getenv("CANTOR_BIN");
+    return b && *b ? b : "../bin/cantor";
 }
 
 void tu_spit(const char *path, const void *buf, size_t n) {

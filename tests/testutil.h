@@ -43,9 +43,13 @@ void tu_assert_tensors_close_impl(const char *file, int line, const ct_tensor *a
 #define tu_assert_tensors_close(a, b, atol, rtol) \
     tu_assert_tensors_close_impl(__FILE__, __LINE__, a, b, atol, rtol)
 
-/* Files: the whole of path (malloc'd, *n bytes; fails the test if unreadable), write n bytes
+/* Files: the whole of path (malloc'd, *n bytes (n may be NULL), NUL-terminated; fails the
+ * test if unreadable), write n bytes
  * to path (fails the test on error), and remove a file or a folder tree (no error if absent). */
 uint8_t *tu_slurp(const char *path, size_t *n);
+/* The cantor binary the app tests run: $CANTOR_BIN when set (make test sets it to the build
+ * variant's own binary), else ../bin/cantor (tests run with cwd tests/). */
+const char *tu_cantor_bin(void);
 void tu_spit(const char *path, const void *buf, size_t n);
 void tu_rm_rf(const char *path);
 

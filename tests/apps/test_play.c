@@ -333,7 +333,7 @@ END_TEST
 /* Runs `../bin/cantor ARGS 2>&1`, returns the exit status and fills out (NUL-terminated). */
 static int run(const char *args, char *out, size_t n) {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "../bin/cantor %s 2>&1", args);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", tu_cantor_bin(), args);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     size_t len = fread(out, 1, n - 1, p);
@@ -470,7 +470,7 @@ START_TEST(test_cli_dry_run) {
         dup2(fds[1], 2);
         close(fds[0]);
         close(fds[1]);
-        execl("../bin/cantor", "cantor", "play", "--ckpt", ckpt, "--dry-run", "--qpm", "600", "--ahead", "0.2",
+        execl(tu_cantor_bin(), "cantor", "play", "--ckpt", ckpt, "--dry-run", "--qpm", "600", "--ahead", "0.2",
               (char *)NULL);
         _exit(127);
     }

@@ -1,0 +1,607 @@
+/* tests/apps/test_train.c — `cantor train` as a user runs it: a tiny corpus made here, training,
+ * checkpoints, a bit-exact resume (also across worker counts and after SIGTERM), the guard
+ * against NaN and spikes, every usage error, resume refusals, a missing corpus, a full disk
+ * while checkpointing, a folder of MIDI files. Runs ../bin/cantor (built by `make test`; the
+ * environment variable CANTOR_BIN names another binary). Files go under tmp/ and are removed. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "audio/midi.h"
+#include "corpora/corpus.h"
+#include "engine/safetensors.h"
+#include "models/composer.h"
+#include "testutil.h"
+
+#define TINY "--layers 2 --hidden 16 --embedding 8 --batch 4 --window 16 --seed 7 "
+
+static const char *bin(void) { return tu_cantor_bin(); }
+
+/* Runs `[env] cantor ARGS 2>&1`; returns the exit status and fills out. */
+static int run_env(const char *env, const char *args, char *out, size_t n) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s %s 2>&1", env ? env : "", bin(), args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t len = fread(out, 1, n - 1, p);
+    out[len] = 0;
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0) {}
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+static int run(const char *args, char *out, size_t n) { return run_env(NULL, args, out, n); }
+
+#define HAS(text, s) ck_assert_msg(strstr(text, s) != NULL, "expected \"%s\" in:\n%s", s, text)
+#define LACKS(text, s) ck_assert_msg(strstr(text, s) == NULL, "did not expect \"%s\" in:\n%s", s, text)
+
+static bool exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* A melody corpus with explicit splits: pieces of a few repeating motifs (something to learn). */
+static void write_corpus(const char *path, int n_train, int n_valid, int64_t len) {
+    cp_encoding e = cp_encoding_default(CP_MELODY);
+    cp_writer *w = NULL;
+    cp_error err;
+    memset(&err, 0, sizeof err);
+    ck_assert_msg(cp_writer_open(&w, path, &e, 10, 10, &err) == CT_OK, "%s", err.message);
+    int vocab = cp_encoding_vocab(&e);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)len);
+    for (int i = 0; i < n_train + n_valid; i++) {
+        for (int64_t j = 0; j < len; j++)
+            tok[j] = j % 4 == 3 ? 0 : 2 + (int32_t)((j / 4 * (i % 3 + 1) + j % 4 * 2 + i) % (vocab - 2));
+        char name[32];
+        snprintf(name, sizeof name, "p%02d.mid", i);
+        cp_piece_in p = {.name = name, .content_hash = 1000 + (uint64_t)i, .split = i < n_train ? CP_TRAIN : CP_VALID,
+                         .piece = 0, .file_index = i, .instrument = -1, .start = 0, .duration_s = (double)len / 8,
+                         .tokens = tok, .len = len};
+        ck_assert_msg(cp_writer_add(w, &p, &err) == CT_OK, "%s", err.message);
+    }
+    free(tok);
+    ck_assert_msg(cp_writer_finish(w, NULL, &err) == CT_OK, "%s", err.message);
+}
+
+/* Every tensor of two safetensors files, bit for bit. */
+static void assert_same_weights(const char *a, const char *b) {
+    ct_ctx *ctx = tu_ctx(NULL);
+    ct_safetensors *fa = ct_safetensors_open(ctx, a), *fb = ct_safetensors_open(ctx, b);
+    ck_assert_msg(fa && fb, "%s / %s: %s", a, b, ct_ctx_error(ctx));
+    ck_assert_int_eq(ct_safetensors_count(fa), ct_safetensors_count(fb));
+    ck_assert_int_gt(ct_safetensors_count(fa), 3);
+    ct_scope_begin(ctx);
+    for (int i = 0; i < ct_safetensors_count(fa); i++) {
+        const char *name = ct_safetensors_name(fa, i);
+        ct_tensor *x = ct_safetensors_get(fa, name), *y = ct_safetensors_get(fb, name);
+        ck_assert_ptr_nonnull(x);
+        ck_assert_ptr_nonnull(y);
+        ck_assert_int_eq(ct_numel(x), ct_numel(y));
+        ck_assert_msg(memcmp(ct_data(x), ct_data(y), (size_t)ct_numel(x) * 4) == 0, "%s differs between %s and %s",
+                      name, a, b);
+    }
+    ct_scope_end(ctx);
+    ct_safetensors_close(fa);
+    ct_safetensors_close(fb);
+    ct_ctx_free(ctx);
+}
+
+typedef struct saved_state {
+    int64_t step, opt_step;
+    float *arrays[4];
+    int n_arrays;
+    int64_t size;
+    uint8_t rng[CT_RNG_STATE_BYTES];
+    char loader[512];
+    char *blob;
+} saved_state;
+
+static void load_state(const char *weights, const char *state, saved_state *s) {
+    memset(s, 0, sizeof *s);
+    ct_ctx *ctx = tu_ctx(NULL);
+    ct_module *m = cc_load(ctx, weights);
+    ck_assert_msg(m != NULL, "%s: %s", weights, ct_ctx_error(ctx));
+    ct_optim *opt = ct_adam_new(m, ct_adam_defaults(1e-3));
+    ct_rng rng;
+    ct_rng_seed(&rng, 99);
+    ct_rng *rngs[] = {&rng};
+    size_t cap = 1 << 20, got = 0;
+    s->blob = calloc(1, cap + 1);
+    ck_assert_msg(ct_train_state_load(state, opt, &s->step, rngs, 1, s->blob, cap, &got) == CT_OK, "%s: %s", state,
+                  ct_ctx_error(ctx));
+    s->opt_step = ct_optim_get_step(opt);
+    s->n_arrays = ct_optim_state_count(opt);
+    s->size = ct_optim_state_size(opt);
+    for (int i = 0; i < s->n_arrays; i++) {
+        s->arrays[i] = malloc(sizeof(float) * (size_t)s->size);
+        ck_assert_int_eq(ct_optim_get_state(opt, i, s->arrays[i], s->size), CT_OK);
+    }
+    ct_rng_save(&rng, s->rng);
+    const char *l = strstr(s->blob, "\nloader ");
+    ck_assert_ptr_nonnull(l);
+    snprintf(s->loader, sizeof s->loader, "%.*s", (int)strcspn(l + 8, "\n"), l + 8);
+    ct_optim_free(opt);
+    ct_module_free(m);
+    ct_ctx_free(ctx);
+}
+
+static void free_state(saved_state *s) {
+    for (int i = 0; i < s->n_arrays; i++) free(s->arrays[i]);
+    free(s->blob);
+}
+
+/* The checkpoint pairs of two runs at a step hold the same weights, moments, generators and
+ * data position. */
+static void assert_same_checkpoint(const char *run_a, const char *run_b, int64_t step) {
+    char wa[256], wb[256], sa_[256], sb_[256];
+    snprintf(wa, sizeof wa, "%s/ckpt-%08lld.safetensors", run_a, (long long)step);
+    snprintf(wb, sizeof wb, "%s/ckpt-%08lld.safetensors", run_b, (long long)step);
+    snprintf(sa_, sizeof sa_, "%s/ckpt-%08lld.state", run_a, (long long)step);
+    snprintf(sb_, sizeof sb_, "%s/ckpt-%08lld.state", run_b, (long long)step);
+    assert_same_weights(wa, wb);
+    saved_state a, b;
+    load_state(wa, sa_, &a);
+    load_state(wb, sb_, &b);
+    ck_assert_int_eq(a.step, step);
+    ck_assert_int_eq(b.step, step);
+    ck_assert_int_eq(a.opt_step, b.opt_step);
+    ck_assert_int_eq(a.n_arrays, 2);
+    ck_assert_int_eq(b.n_arrays, 2);
+    for (int i = 0; i < a.n_arrays; i++)
+        ck_assert_msg(memcmp(a.arrays[i], b.arrays[i], sizeof(float) * (size_t)a.size) == 0, "Adam state %d differs", i);
+    ck_assert_msg(memcmp(a.rng, b.rng, sizeof a.rng) == 0, "the dropout generator differs");
+    ck_assert_str_eq(a.loader, b.loader);
+    free_state(&a);
+    free_state(&b);
+}
+
+static int count_lines(const char *path, const char *needle) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[8192];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (!needle || strstr(line, needle)) n++;
+    fclose(f);
+    return n;
+}
+
+/* The line of metrics.jsonl for a step (static buffer), or "". */
+static const char *metrics_line(const char *run_dir, int64_t step) {
+    static char line[8192];
+    char path[256], key[48];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    snprintf(key, sizeof key, "{\"step\":%lld,", (long long)step);
+    FILE *f = fopen(path, "r");
+    if (!f) return "";
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, strlen(key))) {
+            fclose(f);
+            return line;
+        }
+    fclose(f);
+    return "";
+}
+
+static char out[65536];
+
+/* ---- train, checkpoint, resume bit-exactly ---------------------------------------------------- */
+#define RUN_OPTS TINY "--dropout 0.1 --lr 0.01 --lr-schedule cosine --warmup 3 --lr-decay-steps 16 " \
+                 "--checkpoint-every 4 --keep 2 --valid-every 5 --sample-seconds 1 "
+
+START_TEST(test_resume_bit_exact) {
+    mkdir("tmp", 0755);
+    tu_rm_rf("tmp/tr_a");
+    tu_rm_rf("tmp/tr_b");
+    tu_rm_rf("tmp/tr_c");
+    write_corpus("tmp/tr.corpus", 12, 3, 60);
+    /* A: 16 steps in one go (no workers) */
+    ck_assert_int_eq(run("train --corpus tmp/tr.corpus --out tmp/tr_a --steps 16 --workers 0 " RUN_OPTS, out, sizeof out), 0);
+    HAS(out, "device: cpu");
+    HAS(out, "BLAS: ");
+    HAS(out, "model: melody LSTM 2x16");
+    HAS(out, "parameters");
+    HAS(out, "train 12 pieces");
+    HAS(out, "valid 3 pieces");
+    HAS(out, "the train split is tiny");
+    HAS(out, "valid loss");
+    HAS(out, "saved tmp/tr_a/model.safetensors");
+    /* the files: the last two checkpoints, latest, best, metrics, samples, run.json */
+    ck_assert(exists("tmp/tr_a/ckpt-00000016.safetensors") && exists("tmp/tr_a/ckpt-00000016.state"));
+    ck_assert(exists("tmp/tr_a/ckpt-00000012.safetensors") && exists("tmp/tr_a/ckpt-00000012.state"));
+    ck_assert(!exists("tmp/tr_a/ckpt-00000008.safetensors") && !exists("tmp/tr_a/ckpt-00000008.state"));
+    ck_assert(!exists("tmp/tr_a/ckpt-00000004.safetensors"));
+    ck_assert(exists("tmp/tr_a/best.safetensors") && exists("tmp/tr_a/run.json"));
+    assert_same_weights("tmp/tr_a/model.safetensors", "tmp/tr_a/ckpt-00000016.safetensors");
+    ck_assert_int_eq(count_lines("tmp/tr_a/metrics.jsonl", NULL), 16);
+    ck_assert_int_eq(count_lines("tmp/tr_a/metrics.jsonl", "}\n"), 16);   /* whole objects */
+    ck_assert_int_eq(count_lines("tmp/tr_a/samples.jsonl", "}\n"), 8);
+    const char *l = metrics_line("tmp/tr_a", 5);
+    HAS(l, "\"epoch\":1");
+    HAS(l, "\"time\":");
+    HAS(l, "\"wall\":");
+    HAS(l, "\"train_loss\":");
+    HAS(l, "\"lr\":");
+    HAS(l, "\"grad_norm\":");
+    HAS(l, "\"tokens_per_s\":");
+    HAS(l, "\"valid_loss\":");
+    HAS(l, "\"skipped\":false");
+    LACKS(metrics_line("tmp/tr_a", 4), "valid_loss");
+    HAS(metrics_line("tmp/tr_a", 3), "\"epoch_end\":true");   /* 12 pieces, batch 4 */
+    HAS(metrics_line("tmp/tr_a", 3), "\"valid_loss\":");      /* validated per epoch */
+    HAS(metrics_line("tmp/tr_a", 4), "\"checkpoint\":\"ckpt-00000004.safetensors\"");
+    /* the gallery: a sample at each validation (steps 3, 5, 6, 9, 10, 12, 15, 16) */
+    ck_assert(exists("tmp/tr_a/samples/step-00000005.mid") && exists("tmp/tr_a/samples/step-00000005.wav"));
+    ck_assert_int_eq(count_lines("tmp/tr_a/samples.jsonl", NULL), 8);
+    ck_assert_int_eq(count_lines("tmp/tr_a/samples.jsonl",
+                                 "{\"step\":5,\"sample\":\"samples/step-00000005.mid\",\"audio\":\"samples/step-00000005.wav\""),
+                     1);
+    struct stat st;
+    ck_assert_int_eq(stat("tmp/tr_a/samples/step-00000016.wav", &st), 0);
+    ck_assert_int_gt(st.st_size, 22050);   /* about a second of 16-bit mono at 22050 Hz */
+    /* the latest weights rebuild their model (what `cantor sample --ckpt` does) */
+    ct_ctx *ctx = tu_ctx(NULL);
+    ct_module *m = cc_load(ctx, "tmp/tr_a/model.safetensors");
+    ck_assert_msg(m != NULL, "%s", ct_ctx_error(ctx));
+    ck_assert_int_eq(cc_model_config(m)->hidden, 16);
+    ct_module_free(m);
+    ct_ctx_free(ctx);
+
+    /* B: 8 steps with 2 workers, then a resume to 16 with 1 worker */
+    ck_assert_int_eq(run("train --corpus tmp/tr.corpus --out tmp/tr_b --steps 8 --workers 2 " RUN_OPTS, out, sizeof out), 0);
+    ck_assert_int_eq(run("train --resume tmp/tr_b --steps 16 --workers 1", out, sizeof out), 0);
+    HAS(out, "resumed tmp/tr_b at step 8");
+    assert_same_checkpoint("tmp/tr_a", "tmp/tr_b", 16);
+    assert_same_weights("tmp/tr_a/model.safetensors", "tmp/tr_b/model.safetensors");
+    assert_same_weights("tmp/tr_a/best.safetensors", "tmp/tr_b/best.safetensors");
+    ck_assert_int_eq(count_lines("tmp/tr_b/metrics.jsonl", NULL), 16);   /* each step once */
+    /* the same step's gallery piece is the same file */
+    size_t na, nb;
+    uint8_t *ma = tu_slurp("tmp/tr_a/samples/step-00000012.mid", &na), *mb = tu_slurp("tmp/tr_b/samples/step-00000012.mid", &nb);
+    ck_assert(na == nb && memcmp(ma, mb, na) == 0);
+    free(ma);
+    free(mb);
+
+    /* C: SIGTERM during step 6: the step finishes, a checkpoint, exit 130; the resume ends equal */
+    ck_assert_int_eq(run_env("CANTOR_TRAIN_FAULTS=signal@6", "train --corpus tmp/tr.corpus --out tmp/tr_c --steps 16 "
+                             "--workers 2 " RUN_OPTS, out, sizeof out), 130);
+    HAS(out, "interrupted at step 6");
+    HAS(out, "--resume tmp/tr_c");
+    ck_assert(exists("tmp/tr_c/ckpt-00000006.safetensors") && exists("tmp/tr_c/ckpt-00000006.state"));
+    ck_assert_int_eq(run("train --resume tmp/tr_c", out, sizeof out), 0);
+    assert_same_checkpoint("tmp/tr_a", "tmp/tr_c", 16);
+    /* a finished run has nothing left to do */
+    ck_assert_int_eq(run("train --resume tmp/tr_c", out, sizeof out), 0);
+    HAS(out, "nothing to do");
+    tu_rm_rf("tmp/tr_a");
+    tu_rm_rf("tmp/tr_b");
+    tu_rm_rf("tmp/tr_c");
+    remove("tmp/tr.corpus");
+}
+END_TEST
+
+/* ---- the guard: NaN loss, NaN gradients, a spike; too many skips ------------------------------ */
+START_TEST(test_guard) {
+    mkdir("tmp", 0755);
+    tu_rm_rf("tmp/tr_g");
+    write_corpus("tmp/tr_g.corpus", 8, 2, 40);
+    ck_assert_int_eq(run_env("CANTOR_TRAIN_FAULTS=nan-loss@3,nan-grad@5,spike@20",
+                             "train --corpus tmp/tr_g.corpus --out tmp/tr_g --steps 22 --no-samples --workers 0 " TINY,
+                             out, sizeof out), 0);
+    HAS(out, "step 3 skipped: non-finite loss");
+    HAS(out, "step 5 skipped: non-finite gradient norm");
+    HAS(out, "step 20 skipped: gradient norm spike");
+    HAS(out, "3 steps skipped");
+    ck_assert_int_eq(count_lines("tmp/tr_g/metrics.jsonl", "\"skipped\":true"), 3);
+    HAS(metrics_line("tmp/tr_g", 3), "\"skipped\":true");
+    HAS(metrics_line("tmp/tr_g", 3), "\"train_loss\":null");
+    HAS(metrics_line("tmp/tr_g", 20), "\"skip_reason\":\"gradient norm spike");
+    HAS(metrics_line("tmp/tr_g", 21), "\"skipped\":false");
+    /* the weights stayed finite */
+    ct_ctx *ctx = tu_ctx(NULL);
+    ct_module *m = cc_load(ctx, "tmp/tr_g/model.safetensors");
+    ck_assert_ptr_nonnull(m);
+    const float *p = ct_data_f32(ct_module_flat_params(m));
+    for (int64_t i = 0; i < ct_module_num_params(m); i++) ck_assert(isfinite(p[i]));
+    ct_module_free(m);
+    ct_ctx_free(ctx);
+    /* --spike-factor 0 lets the spike through (clipping still bounds it) */
+    ck_assert_int_eq(run_env("CANTOR_TRAIN_FAULTS=spike@20", "train --corpus tmp/tr_g.corpus --out tmp/tr_g --steps 21 "
+                             "--no-samples --spike-factor 0 " TINY, out, sizeof out), 0);
+    LACKS(out, "skipped:");
+    /* a run that keeps failing stops, naming the cause */
+    ck_assert_int_eq(run_env("CANTOR_TRAIN_FAULTS=nan-grad@2,nan-grad@3,nan-grad@4",
+                             "train --corpus tmp/tr_g.corpus --out tmp/tr_g --steps 10 --max-skips 3 --no-samples " TINY,
+                             out, sizeof out), 1);
+    HAS(out, "3 steps in a row were skipped");
+    tu_rm_rf("tmp/tr_g");
+    remove("tmp/tr_g.corpus");
+}
+END_TEST
+
+/* ---- usage errors: exit 2, the message names the flag ----------------------------------------- */
+START_TEST(test_usage_errors) {
+    mkdir("tmp", 0755);
+    write_corpus("tmp/tr_u.corpus", 4, 1, 30);
+    static const struct { const char *args, *msg; } bad[] = {
+        {"--steps 0", "--steps '0'"},
+        {"--steps ten", "--steps 'ten'"},
+        {"--epochs 0", "--epochs '0'"},
+        {"--steps 5 --epochs 2", "--steps and --epochs"},
+        {"--lr -1", "--lr '-1'"},
+        {"--lr abc", "--lr 'abc'"},
+        {"--lr-schedule linear", "--lr-schedule 'linear'"},
+        {"--warmup -3", "--warmup '-3'"},
+        {"--lr-gamma 2", "--lr-gamma '2'"},
+        {"--lr-step-size 0", "--lr-step-size '0'"},
+        {"--lr-decay-steps 0", "--lr-decay-steps '0'"},
+        {"--lr-schedule cosine --lr 0.01 --lr-min 0.1", "--lr-min 0.1 is above --lr 0.01"},
+        {"--clip -1", "--clip '-1'"},
+        {"--dropout 1", "--dropout '1'"},
+        {"--cell transformer", "--cell 'transformer'"},
+        {"--model jazz", "--model 'jazz'"},
+        {"--layers 0", "--layers '0'"},
+        {"--hidden 0", "--hidden '0'"},
+        {"--embedding 0", "--embedding '0'"},
+        {"--batch 0", "--batch '0'"},
+        {"--window 1", "--window '1'"},
+        {"--workers 99", "--workers '99'"},
+        {"--seed -1", "--seed '-1'"},
+        {"--checkpoint-every -1", "--checkpoint-every '-1'"},
+        {"--keep 0", "--keep '0'"},
+        {"--valid-every x", "--valid-every 'x'"},
+        {"--valid-batches 0", "--valid-batches '0'"},
+        {"--samples-every -2", "--samples-every '-2'"},
+        {"--sample-seconds 0", "--sample-seconds '0'"},
+        {"--log-every 0", "--log-every '0'"},
+        {"--spike-factor -1", "--spike-factor '-1'"},
+        {"--max-skips 0", "--max-skips '0'"},
+        {"--audio-rate 10", "--audio-rate '10'"},
+        {"--device gpu", "--device 'gpu'"},
+        {"--device cuda:x", "--device 'cuda:x'"},
+        {"--device cuda:99", "--device 'cuda:99'"},
+        {"--bogus 1", "unknown option '--bogus'"},
+        {"stray", "unexpected argument 'stray'"},
+        {"--model pianoroll", "--model pianoroll, but tmp/tr_u.corpus is a melody corpus"},
+    };
+    char args[512];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(args, sizeof args, "train --corpus tmp/tr_u.corpus --out tmp/tr_u %s", bad[i].args);
+        int rc = run(args, out, sizeof out);
+        ck_assert_msg(rc == 2, "%s: exit %d, expected 2:\n%s", args, rc, out);
+        HAS(out, bad[i].msg);
+        HAS(out, "cantor train");
+    }
+    ck_assert_int_eq(run("train --out tmp/tr_u", out, sizeof out), 2);
+    HAS(out, "--corpus FILE is required");
+    ck_assert_int_eq(run("train --corpus tmp/tr_u.corpus", out, sizeof out), 2);
+    HAS(out, "--out RUN_DIR is required");
+    ck_assert_int_eq(run("train --corpus", out, sizeof out), 2);
+    HAS(out, "--corpus");
+    /* a well-formed CUDA device: not available (exit 1), saying so and what is compiled in */
+    ck_assert_int_eq(run("train --corpus tmp/tr_u.corpus --out tmp/tr_u --device cuda:0", out, sizeof out), 1);
+    HAS(out, "--device cuda:0: training on CUDA is not implemented yet");
+    HAS(out, "compiled in");
+    ck_assert_int_eq(run("train --corpus tmp/tr_u.corpus --out tmp/tr_u --device cuda", out, sizeof out), 1);
+    /* nothing was created by the refused runs */
+    ck_assert(!exists("tmp/tr_u"));
+    /* help lists every option with its default */
+    ck_assert_int_eq(run("help train", out, sizeof out), 0);
+    static const char *const flags[] = {"--corpus", "--model", "--out", "--layers", "--hidden", "--embedding", "--cell",
+                                        "--batch", "--window", "--steps", "--epochs", "--lr ", "--lr-schedule",
+                                        "--warmup", "--lr-step-size", "--lr-gamma", "--lr-min", "--lr-decay-steps",
+                                        "--clip", "--dropout", "--seed", "--device", "--workers", "--resume",
+                                        "--checkpoint-every", "--keep", "--valid-every", "--valid-batches",
+                                        "--samples-every", "--no-samples", "--sample-seconds", "--log-every",
+                                        "--spike-factor", "--max-skips", "--audio-rate", "exits with 130"};
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) HAS(out, flags[i]);
+    ck_assert_int_eq(run("train --help", out, sizeof out), 0);
+    HAS(out, "usage: cantor train");
+    remove("tmp/tr_u.corpus");
+}
+END_TEST
+
+/* ---- resume refusals: another model, other data options, no checkpoint ----------------------- */
+START_TEST(test_resume_refusals) {
+    mkdir("tmp", 0755);
+    tu_rm_rf("tmp/tr_r");
+    write_corpus("tmp/tr_r.corpus", 6, 2, 30);
+    ck_assert_int_eq(run("train --corpus tmp/tr_r.corpus --out tmp/tr_r --steps 4 --no-samples " TINY, out, sizeof out), 0);
+    ck_assert_int_eq(run("train --resume tmp/tr_r --hidden 32 --cell gru --steps 8", out, sizeof out), 2);
+    HAS(out, "--resume tmp/tr_r: the run trains a melody LSTM 2x16, but the options ask for a melody GRU 2x32");
+    HAS(out, "--hidden 32 vs 16");
+    HAS(out, "--cell gru vs lstm");
+    ck_assert_int_eq(run("train --resume tmp/tr_r --model performance", out, sizeof out), 2);
+    HAS(out, "--model performance vs melody");
+    ck_assert_int_eq(run("train --resume tmp/tr_r --layers 3", out, sizeof out), 2);
+    HAS(out, "--layers 3 vs 2");
+    ck_assert_int_eq(run("train --resume tmp/tr_r --batch 8 --steps 8", out, sizeof out), 2);
+    HAS(out, "--batch 8, but the run used 4");
+    ck_assert_int_eq(run("train --resume tmp/tr_r --window 32", out, sizeof out), 2);
+    HAS(out, "--window 32");
+    ck_assert_int_eq(run("train --resume tmp/tr_r --steps 2", out, sizeof out), 2);
+    HAS(out, "--steps 2: the run in tmp/tr_r is already at step 4");
+    ck_assert_int_eq(run("train --resume tmp/tr_r --out tmp/elsewhere", out, sizeof out), 2);
+    HAS(out, "--out tmp/elsewhere with --resume tmp/tr_r");
+    ck_assert_int_eq(run("train --resume tmp/tr_nothing_here", out, sizeof out), 1);
+    HAS(out, "--resume tmp/tr_nothing_here: no checkpoint there");
+    /* the refused resumes changed nothing: a valid one continues (and may change the rate) */
+    ck_assert_int_eq(run("train --resume tmp/tr_r --steps 6 --lr 0.002 --model melody --hidden 16", out, sizeof out), 0);
+    HAS(out, "note: --lr 0.002 (the run had 0.001)");
+    HAS(out, "resumed tmp/tr_r at step 4");
+    ck_assert(exists("tmp/tr_r/ckpt-00000006.state"));
+    /* a fresh run into the folder replaces the earlier run */
+    ck_assert_int_eq(run("train --corpus tmp/tr_r.corpus --out tmp/tr_r --steps 2 --no-samples " TINY, out, sizeof out), 0);
+    HAS(out, "held an earlier run");
+    ck_assert(!exists("tmp/tr_r/ckpt-00000006.state"));
+    ck_assert_int_eq(count_lines("tmp/tr_r/metrics.jsonl", NULL), 2);
+    tu_rm_rf("tmp/tr_r");
+    remove("tmp/tr_r.corpus");
+}
+END_TEST
+
+/* ---- a corpus that is not there or not a corpus ----------------------------------------------- */
+START_TEST(test_missing_corpus) {
+    mkdir("tmp", 0755);
+    ck_assert_int_eq(run("train --corpus tmp/tr_no_such.corpus --out tmp/tr_m --steps 2", out, sizeof out), 1);
+    HAS(out, "tmp/tr_no_such.corpus");
+    HAS(out, "No such file");
+    ck_assert_int_eq(run("train --corpus fixtures/midi/drums.mid --out tmp/tr_m --steps 2", out, sizeof out), 1);
+    HAS(out, "not a cantor corpus file");
+    tu_rm_rf("tmp/tr_m");
+}
+END_TEST
+
+/* ---- --dashboard: the server starts beside training, and status.json tells its state ----------- */
+START_TEST(test_dashboard_flag) {
+    mkdir("tmp", 0755);
+    write_corpus("tmp/tr_d.corpus", 6, 2, 200);
+    /* port 0: the system picks a free one, and the banner prints the real URL */
+    int rc = run("train --corpus tmp/tr_d.corpus --out tmp/tr_d --steps 6 --valid-every 3 --no-samples " TINY
+                 "--dashboard 127.0.0.1:0", out, sizeof out);
+#ifdef CT_HAVE_MHD
+    ck_assert_msg(rc == 0, "%s", out);
+    HAS(out, "dashboard: http://127.0.0.1:");
+    LACKS(out, "dashboard: http://127.0.0.1:0/");
+#else
+    ck_assert_msg(rc == 0, "%s", out);
+    HAS(out, "no dashboard");
+#endif
+    char *st = (char *)tu_slurp("tmp/tr_d/status.json", NULL);
+    ck_assert_ptr_nonnull(st);
+    HAS(st, "\"state\":\"finished\"");
+    HAS(st, "\"step\":6,\"total_steps\":6");
+    HAS(st, "\"last_checkpoint\":\"ckpt-00000006.safetensors\"");
+    free(st);
+    /* a bad address is a usage error naming the flag; a non-address next argument is left alone */
+    ck_assert_int_eq(run("train --corpus tmp/tr_d.corpus --out tmp/tr_d --steps 2 --dashboard=127.0.0.1:notaport", out, sizeof out), 2);
+    HAS(out, "--dashboard");
+    ck_assert_int_eq(run("train --dashboard --corpus tmp/tr_d.corpus --out tmp/tr_d --steps 2 --no-samples "
+                         "--dashboard=127.0.0.1:0 " TINY, out, sizeof out), 0);
+    tu_rm_rf("tmp/tr_d");
+    remove("tmp/tr_d.corpus");
+}
+END_TEST
+
+/* ---- a full disk while checkpointing ----------------------------------------------------------- */
+START_TEST(test_full_disk) {
+    mkdir("tmp", 0755);
+    tu_rm_rf("tmp/tr_f");
+    write_corpus("tmp/tr_f.corpus", 8, 2, 40);
+    /* hidden 64: a checkpoint of about 90 KB, more than the 32 KB files may have below */
+    ck_assert_int_eq(run("train --corpus tmp/tr_f.corpus --out tmp/tr_f --steps 4 --checkpoint-every 2 --no-samples "
+                         "--layers 1 --hidden 64 --embedding 8 --batch 4 --window 16", out, sizeof out), 0);
+    /* the resumed run, in a child whose files may not exceed 32 KB (SIGXFSZ ignored: write()
+     * fails with EFBIG, as on a full disk) */
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open("tmp/tr_f_out.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) _exit(99);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {32768, 32768};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        execl(bin(), bin(), "train", "--resume", "tmp/tr_f", "--steps", "8", (char *)NULL);
+        _exit(98);
+    }
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    size_t n;
+    char *text = (char *)tu_slurp("tmp/tr_f_out.txt", &n);
+    text = realloc(text, n + 1);
+    text[n] = 0;
+    ck_assert_msg(WEXITSTATUS(st) == 1, "exit %d:\n%s", WEXITSTATUS(st), text);
+    HAS(text, "the checkpoint at step 6 failed");
+    HAS(text, "tmp/tr_f/ckpt-00000006.safetensors");
+    HAS(text, "File too large");
+    HAS(text, "the last good checkpoint is tmp/tr_f/ckpt-00000004");
+    free(text);
+    /* nothing half-written is left, and the previous checkpoint still loads */
+    ck_assert(!exists("tmp/tr_f/ckpt-00000006.safetensors") && !exists("tmp/tr_f/ckpt-00000006.state"));
+    ck_assert(!exists("tmp/tr_f/ckpt-00000006.safetensors.tmp"));
+    assert_same_weights("tmp/tr_f/model.safetensors", "tmp/tr_f/ckpt-00000004.safetensors");
+    saved_state s;
+    load_state("tmp/tr_f/ckpt-00000004.safetensors", "tmp/tr_f/ckpt-00000004.state", &s);
+    ck_assert_int_eq(s.step, 4);
+    free_state(&s);
+    /* and the run goes on from it once there is room */
+    ck_assert_int_eq(run("train --resume tmp/tr_f --steps 6", out, sizeof out), 0);
+    HAS(out, "resumed tmp/tr_f at step 4");
+    ck_assert(exists("tmp/tr_f/ckpt-00000006.state"));
+    tu_rm_rf("tmp/tr_f");
+    remove("tmp/tr_f_out.txt");
+    remove("tmp/tr_f.corpus");
+}
+END_TEST
+
+/* ---- --corpus DIR: a folder of MIDI files, built into the run folder -------------------------- */
+static void write_melody_midi(const char *path, int shift) {
+    cm_note notes[64];
+    const int scale[8] = {60, 62, 64, 65, 67, 69, 71, 72};
+    for (int i = 0; i < 64; i++) {   /* 16 bars of quarter notes */
+        memset(&notes[i], 0, sizeof notes[i]);
+        notes[i].start_tick = (int64_t)i * 480;
+        notes[i].end_tick = (int64_t)i * 480 + 400;
+        notes[i].start_s = i * 0.5;
+        notes[i].end_s = i * 0.5 + 0.41;
+        notes[i].pitch = (uint8_t)(scale[(i * 3 + shift) % 8] - 5 + shift);
+        notes[i].velocity = 90;
+    }
+    cm_notes ns;
+    memset(&ns, 0, sizeof ns);
+    cm_error err;
+    memset(&err, 0, sizeof err);
+    ck_assert_int_eq(cm_notes_from_array(&ns, notes, 64, &err), CM_OK);
+    cm_file *f = cm_file_from_notes(&ns, NULL, &err);
+    ck_assert_msg(f != NULL, "%s", err.message);
+    ck_assert_msg(cm_write_file(f, path, NULL, &err) == CM_OK, "%s", err.message);
+    cm_file_free(f);
+    cm_notes_free(&ns);
+}
+
+START_TEST(test_corpus_folder) {
+    mkdir("tmp", 0755);
+    tu_rm_rf("tmp/tr_midi");
+    tu_rm_rf("tmp/tr_d");
+    mkdir("tmp/tr_midi", 0755);
+    char path[64];
+    for (int i = 0; i < 6; i++) {
+        snprintf(path, sizeof path, "tmp/tr_midi/m%d.mid", i);
+        write_melody_midi(path, i);
+    }
+    ck_assert_int_eq(run("train --corpus tmp/tr_midi --model melody --out tmp/tr_d --steps 3 --no-samples " TINY, out,
+                         sizeof out), 0);
+    HAS(out, "corpus: building tmp/tr_d/corpus.corpus from the MIDI files in tmp/tr_midi (melody)");
+    HAS(out, "6 MIDI files, 6 used");
+    ck_assert(exists("tmp/tr_d/corpus.corpus") && exists("tmp/tr_d/model.safetensors"));
+    ck_assert_int_eq(run("train --resume tmp/tr_d --steps 4", out, sizeof out), 0);
+    LACKS(out, "building");   /* the built corpus is kept */
+    tu_rm_rf("tmp/tr_midi");
+    tu_rm_rf("tmp/tr_d");
+}
+END_TEST
+
+Suite *train_suite(void) {
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("train");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_resume_bit_exact);
+    tcase_add_test(tc, test_guard);
+    tcase_add_test(tc, test_usage_errors);
+    tcase_add_test(tc, test_resume_refusals);
+    tcase_add_test(tc, test_missing_corpus);
+    tcase_add_test(tc, test_full_disk);
+    tcase_add_test(tc, test_corpus_folder);
+    tcase_add_test(tc, test_dashboard_flag);
+    suite_add_tcase(s, tc);
+    return s;
+}
