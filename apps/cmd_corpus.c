@@ -7,6 +7,7 @@
 #include "corpora/build.h"
 #include "corpora/corpus.h"
 #include "corpora/default.h"
+#include "corpora/poly_import.h"
 
 static void corpus_help(FILE *f) {
     fprintf(f,
@@ -19,6 +20,10 @@ static void corpus_help(FILE *f) {
             "content, and writes one corpus file. Files that fail are skipped and listed.\n"
             "--default builds the default corpus: the General MIDI music of Debian's\n"
             "openttd-openmsx and simutrans-data packages (installed by 'make deps').\n"
+            "A DIR holding train.txt (with valid.txt, test.txt) in the polyphonic benchmark\n"
+            "text format (JSB Chorales, Nottingham, MuseData, Piano-midi.de: one time step per\n"
+            "line, pitches or '-', pieces separated by a blank line) is imported as a piano-roll\n"
+            "corpus, each file to the split of its name; --poly insists on that layout.\n"
             "\n"
             "  -o, --out FILE        the corpus file to write (required for build)\n"
             "  --encoding NAME       melody, performance or pianoroll (default melody)\n"
@@ -27,6 +32,9 @@ static void corpus_help(FILE *f) {
             "  --test-pct P          percent of files for test (default 10)\n"
             "  --no-dedupe           keep files whose bytes repeat an earlier file's (default: skip)\n"
             "  --default             build from the default corpus instead of DIR\n"
+            "  --poly                DIR is a polyphonic benchmark folder (detected by train.txt)\n"
+            "  --steps-per-quarter N polyphonic: the files' grid (default 2, eighth notes; JSB\n"
+            "                        Chorales is 1, quarter notes)\n"
             "  --quiet               no progress\n"
             "  -h, --help            this help\n");
 }
@@ -44,12 +52,14 @@ static int corpus_build(int argc, char **argv) {
         {"threads", required_argument, NULL, 't'},   {"valid-pct", required_argument, NULL, 'v'},
         {"test-pct", required_argument, NULL, 'T'},  {"no-dedupe", no_argument, NULL, 'D'},
         {"default", no_argument, NULL, 'd'},         {"quiet", no_argument, NULL, 'q'},
+        {"poly", no_argument, NULL, 'P'},            {"steps-per-quarter", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
     };
     const char *out = NULL;
     cp_encoding_kind kind = CP_MELODY;
     int64_t threads = 2, valid = 10, test = 10;
-    bool dedupe = true, use_default = false, quiet = false;
+    bool dedupe = true, use_default = false, quiet = false, poly = false, enc_given = false;
+    int64_t spq = 2;
     int c;
     opterr = 0;
     optind = 0;
@@ -59,7 +69,10 @@ static int corpus_build(int argc, char **argv) {
         case 'e':
             if (!cp_encoding_parse(optarg, &kind))
                 return cli_usage("corpus", "--encoding '%s': expected melody, performance or pianoroll", optarg);
+            enc_given = true;
             break;
+        case 'P': poly = true; break;
+        case 'S': if (!cli_int("corpus", "--steps-per-quarter", optarg, 1, 96, &spq)) return CLI_USAGE; break;
         case 't': if (!cli_int("corpus", "--threads", optarg, 1, 256, &threads)) return CLI_USAGE; break;
         case 'v': if (!cli_int("corpus", "--valid-pct", optarg, 0, 100, &valid)) return CLI_USAGE; break;
         case 'T': if (!cli_int("corpus", "--test-pct", optarg, 0, 100, &test)) return CLI_USAGE; break;
@@ -77,6 +90,33 @@ static int corpus_build(int argc, char **argv) {
                                             : cli_usage("corpus", "build needs a folder of MIDI files (or --default)");
     if (!out) return cli_usage("corpus", "build needs -o FILE, the corpus file to write");
     if (valid + test > 100) return cli_usage("corpus", "--valid-pct %lld + --test-pct %lld exceed 100", (long long)valid, (long long)test);
+    if (!use_default && (poly || cp_poly_is_dir(argv[optind]))) {
+        if (!cp_poly_is_dir(argv[optind]))
+            return cli_fail("corpus", "--poly %s: no train.txt there (a polyphonic benchmark folder holds train.txt, "
+                            "valid.txt and test.txt)", argv[optind]);
+        if (enc_given && kind != CP_PIANOROLL)
+            return cli_usage("corpus", "%s is a polyphonic benchmark folder: it imports as a pianoroll corpus, "
+                             "not %s", argv[optind], cp_encoding_name(kind));
+        cp_poly_import_opts po = cp_poly_import_defaults();
+        po.steps_per_quarter = (int)spq;
+        cp_poly_import_result res;
+        cp_error perr;
+        memset(&perr, 0, sizeof perr);
+        if (!quiet) fprintf(stderr, "%s: polyphonic benchmark text (train.txt, valid.txt, test.txt), %lld step%s per quarter\n",
+                            argv[optind], (long long)spq, spq == 1 ? "" : "s");
+        if (cp_poly_import_dir(argv[optind], out, &po, &res, &perr) != CT_OK)
+            return cli_fail("corpus", "%s", perr.message);
+        for (int sp = 0; sp < CP_NUM_SPLITS; sp++) {
+            if (res.present[sp])
+                printf("  %-5s %6lld pieces  %10lld steps  (%s.txt)\n", cp_split_name((cp_split)sp),
+                       (long long)res.pieces[sp], (long long)res.steps[sp], cp_split_name((cp_split)sp));
+            else
+                printf("  %-5s      0 pieces  (no %s.txt: the split is empty)\n", cp_split_name((cp_split)sp),
+                       cp_split_name((cp_split)sp));
+        }
+        printf("wrote %s (pianoroll, %lld step%s per quarter)\n", out, (long long)spq, spq == 1 ? "" : "s");
+        return CLI_OK;
+    }
     cp_build_opts o = cp_build_defaults(kind);
     o.threads = (int)threads;
     o.valid_pct = (int)valid;

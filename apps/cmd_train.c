@@ -52,13 +52,20 @@ static void train_help(FILE *f) {
             "  --steps N               optimizer steps (default 300)\n"
             "  --epochs N              passes over the train split, instead of --steps\n"
             "  --lr X                  Adam learning rate (default 0.001)\n"
-            "  --lr-schedule NAME      constant, step, exp or cosine (default constant)\n"
+            "  --lr-schedule NAME      constant, step, exp, cosine or plateau (default constant)\n"
             "  --warmup N              linear warm-up steps before the schedule (default 0)\n"
             "  --lr-step-size N        step: multiply the rate by --lr-gamma every N steps (default 1000)\n"
             "  --lr-gamma X            step: the factor (default 0.5); exp: the factor per step\n"
             "                          (default 0.999)\n"
             "  --lr-min X              cosine: the final learning rate (default 0)\n"
             "  --lr-decay-steps N      cosine: the decay's length from step 0 (default: all steps)\n"
+            "  --patience N            plateau: multiply the rate by --plateau-factor after N\n"
+            "                          validations in a row without a new best (default 3)\n"
+            "  --plateau-factor X      plateau: the factor (default 0.1)\n"
+            "  --early-stop N          stop after N validations in a row without a new best\n"
+            "                          (best.safetensors is the result), 0 = off (default 0)\n"
+            "  --no-init-bias          piano roll: start the output bias at zero instead of the\n"
+            "                          logit of each key's smoothed frequency in the train split\n"
             "  --clip X                clip gradients to this global L2 norm, 0 = off (default 1.0)\n"
             "  --spike-factor X        skip a step whose gradient norm is over X times the median of\n"
             "                          the last %d (once there are %d), 0 = off (default 10)\n"
@@ -72,7 +79,8 @@ static void train_help(FILE *f) {
             "  --keep K                keep the last K checkpoints (default 3)\n"
             "  --valid-every N         validate every N steps, 0 = only per epoch (default 100);\n"
             "                          also at each epoch's end and at the last step\n"
-            "  --valid-batches N       batches per validation (default 20)\n"
+            "  --valid-batches N       batches per validation (default 20); piano-roll models\n"
+            "                          validate on whole pieces (the --window does not cut them)\n"
             "  --samples-every N       a gallery sample every N steps, 0 = at each validation\n"
             "                          (default 0)\n"
             "  --no-samples            no sample gallery\n"
@@ -91,7 +99,7 @@ enum {
     O_EPOCHS, O_LR, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_LR_MIN, O_DECAY, O_CLIP, O_DROPOUT,
     O_SEED, O_DEVICE, O_WORKERS, O_RESUME, O_CKPT_EVERY, O_KEEP, O_VALID_EVERY, O_VALID_BATCHES,
     O_SAMPLES_EVERY, O_NO_SAMPLES, O_SAMPLE_SECONDS, O_LOG_EVERY, O_SPIKE, O_MAX_SKIPS, O_AUDIO_RATE,
-    O_DASHBOARD, O_END
+    O_DASHBOARD, O_PATIENCE, O_PLATEAU_FACTOR, O_EARLY_STOP, O_NO_INIT_BIAS, O_END
 };
 
 #define GIVEN(o) (given[(o) - O_CORPUS])
@@ -226,6 +234,9 @@ static int merge_resume(train_opts *o, const train_opts *cli, const bool *given,
     MAY_CHANGE(O_CLIP, "--clip", clip, "%g", double)
     MAY_CHANGE(O_DROPOUT, "--dropout", dropout, "%g", double)
     MAY_CHANGE(O_SPIKE, "--spike-factor", spike_factor, "%g", double)
+    MAY_CHANGE(O_PATIENCE, "--patience", patience, "%lld", long long)
+    MAY_CHANGE(O_PLATEAU_FACTOR, "--plateau-factor", plateau_factor, "%g", double)
+    MAY_CHANGE(O_EARLY_STOP, "--early-stop", early_stop, "%lld", long long)
     if (GIVEN(O_SCHED)) {
         if (cli->sched != saved.sched)
             printf("note: --lr-schedule %s (the run had %s)\n", train_sched_name(cli->sched), train_sched_name(saved.sched));
@@ -337,6 +348,10 @@ static int train_main(int argc, char **argv) {
         {"max-skips", required_argument, NULL, O_MAX_SKIPS},
         {"audio-rate", required_argument, NULL, O_AUDIO_RATE},
         {"dashboard", optional_argument, NULL, O_DASHBOARD},
+        {"patience", required_argument, NULL, O_PATIENCE},
+        {"plateau-factor", required_argument, NULL, O_PLATEAU_FACTOR},
+        {"early-stop", required_argument, NULL, O_EARLY_STOP},
+        {"no-init-bias", no_argument, NULL, O_NO_INIT_BIAS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -368,7 +383,7 @@ static int train_main(int argc, char **argv) {
             break;
         case O_SCHED:
             if ((v = train_sched_parse(optarg)) < 0)
-                return cli_usage("train", "--lr-schedule '%s': expected constant, step, exp or cosine", optarg);
+                return cli_usage("train", "--lr-schedule '%s': expected constant, step, exp, cosine or plateau", optarg);
             o.sched = (train_sched)v;
             break;
         case O_DEVICE:
@@ -376,6 +391,7 @@ static int train_main(int argc, char **argv) {
             strcpy(o.device, optarg);
             break;
         case O_NO_SAMPLES: o.samples = false; break;
+        case O_NO_INIT_BIAS: o.init_bias = false; break;
         case O_DASHBOARD:
             /* --dashboard, --dashboard=HOST:PORT or --dashboard HOST:PORT (a next argument that
              * is not an option and holds a ':') */
@@ -414,6 +430,9 @@ static int train_main(int argc, char **argv) {
         INT_OPT(O_LOG_EVERY, "--log-every", 1, INT64_C(1) << 40, log_every)
         INT_OPT(O_MAX_SKIPS, "--max-skips", 1, 1000000, max_skips)
         INT_OPT(O_AUDIO_RATE, "--audio-rate", 1000, 192000, audio_rate)
+        INT_OPT(O_PATIENCE, "--patience", 1, 1000000, patience)
+        INT_OPT(O_EARLY_STOP, "--early-stop", 0, 1000000, early_stop)
+        FLT_OPT(O_PLATEAU_FACTOR, "--plateau-factor", 1e-6, 1, plateau_factor)
         FLT_OPT(O_LR, "--lr", 1e-9, 10, lr)
         FLT_OPT(O_GAMMA, "--lr-gamma", 1e-6, 1, lr_gamma)
         FLT_OPT(O_LR_MIN, "--lr-min", 0, 10, lr_min)
@@ -479,7 +498,7 @@ static int train_main(int argc, char **argv) {
     if (rc == CLI_OK) {
         write_status(&r, &st, "running", NULL);
         rc = train_loop(&r);
-        write_status(&r, &st, rc == CLI_OK ? (r.step >= r.total_steps ? "finished" : "interrupted")
+        write_status(&r, &st, rc == CLI_OK ? (r.step >= r.total_steps || r.early_stopped ? "finished" : "interrupted")
                                 : rc == 130 ? "interrupted" : "failed", NULL);
     }
     rc = train_dist_end(&r, rc, ran);

@@ -38,7 +38,10 @@
 #define TRAIN_STATE_VERSION 1
 
 /* ---- options ------------------------------------------------------------------------------ */
-typedef enum train_sched { TRAIN_LR_CONSTANT = 0, TRAIN_LR_STEP, TRAIN_LR_EXP, TRAIN_LR_COSINE } train_sched;
+/* PLATEAU: constant (after the warm-up) until --patience validations in a row bring no new best
+ * valid loss; then the rate is multiplied by --plateau-factor (again after each further
+ * --patience such validations). The factor so far is run state (train_run.lr_scale). */
+typedef enum train_sched { TRAIN_LR_CONSTANT = 0, TRAIN_LR_STEP, TRAIN_LR_EXP, TRAIN_LR_COSINE, TRAIN_LR_PLATEAU } train_sched;
 
 typedef struct train_opts {
     char corpus[TRAIN_PATH_MAX];      /* as given: a corpus file or a folder */
@@ -55,6 +58,11 @@ typedef struct train_opts {
     train_sched sched;
     int64_t warmup, lr_step_size, lr_decay_steps;   /* decay 0 = the total steps */
     double lr_gamma, lr_min;
+    int64_t patience;                 /* plateau: validations without a new best before a cut */
+    double plateau_factor;            /* plateau: the cut's factor (default 0.1) */
+    int64_t early_stop;               /* stop after this many validations without a new best; 0 = off */
+    bool init_bias;                   /* piano roll: start the output bias at the train split's
+                                         smoothed key frequencies (default; --no-init-bias clears it) */
     double clip;                      /* 0 = no clipping (the norm is still measured) */
     double spike_factor;              /* 0 = no spike test */
     int64_t max_skips;                /* consecutive skipped steps that stop the run */
@@ -66,11 +74,12 @@ typedef struct train_opts {
 } train_opts;
 
 void train_opts_defaults(train_opts *o);
-/* The schedule's name: "constant", "step", "exp", "cosine"; parse returns -1 when unknown. */
+/* The schedule's name: "constant", "step", "exp", "cosine", "plateau"; parse returns -1 when unknown. */
 const char *train_sched_name(train_sched s);
 int train_sched_parse(const char *s);
 /* The learning rate for step (0-based): linear warm-up over o->warmup steps, then the schedule
- * (cosine: from o->lr down to o->lr_min over lr_decay_steps, counted from step 0). */
+ * (cosine: from o->lr down to o->lr_min over lr_decay_steps, counted from step 0; plateau: o->lr,
+ * which the loop multiplies by train_run.lr_scale). */
 double train_lr_at(const train_opts *o, int64_t total_steps, int64_t step);
 
 /* ---- serialised options and state (train_ckpt.c) ------------------------------------------ *
@@ -147,6 +156,9 @@ struct train_run {
     int64_t consecutive_skips, skipped_total;
     double best_valid;                       /* NAN until a validation */
     int64_t best_step;
+    int64_t since_best;                      /* validations since the last new best (saved) */
+    double lr_scale;                         /* plateau: the factor applied so far (1; saved) */
+    bool early_stopped;                      /* --early-stop ended the run */
     double elapsed_before;                   /* seconds trained in earlier sessions */
     double t_start;                          /* monotonic seconds at this session's start */
     double train_seconds;                    /* this session: time inside train_step */
@@ -186,6 +198,10 @@ ct_status train_step(train_run *r, train_step_result *res);
 /* Validation, best, samples, checkpoints, metrics and progress after a step. CLI_OK or
  * CLI_FAIL (a checkpoint failed: message printed). */
 int train_after_step(train_run *r, const train_step_result *res);
+/* Piano roll: sets the output bias to the logit of each key's add-one smoothed frequency in the
+ * train split (cc_smoothed_frequencies over every frame of every train piece). CT_OK, or an
+ * error (message in r->ctx). */
+ct_status train_init_output_bias(train_run *r);
 /* Mean validation loss (NAN without a valid split); *count gets the targets counted. */
 double train_validate(train_run *r, int64_t *count);
 /* The whole loop: steps until the total or a stop; the final checkpoint. Exit code. */

@@ -39,6 +39,10 @@ void train_opts_defaults(train_opts *o) {
     o->lr_decay_steps = 0;
     o->lr_gamma = 0;          /* 0: the schedule's default */
     o->lr_min = 0;
+    o->patience = 3;
+    o->plateau_factor = 0.1;
+    o->early_stop = 0;
+    o->init_bias = true;
     o->clip = 1.0;
     o->spike_factor = 10;
     o->max_skips = 20;
@@ -55,14 +59,15 @@ void train_opts_defaults(train_opts *o) {
     o->audio_rate = 16000;
 }
 
-static const char *const SCHED_NAMES[] = {"constant", "step", "exp", "cosine"};
+static const char *const SCHED_NAMES[] = {"constant", "step", "exp", "cosine", "plateau"};
+#define N_SCHED ((int)(sizeof SCHED_NAMES / sizeof *SCHED_NAMES))
 
 const char *train_sched_name(train_sched s) {
-    return (unsigned)s < 4 ? SCHED_NAMES[s] : "?";
+    return (unsigned)s < (unsigned)N_SCHED ? SCHED_NAMES[s] : "?";
 }
 
 int train_sched_parse(const char *s) {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_SCHED; i++)
         if (!strcmp(s, SCHED_NAMES[i])) return i;
     if (!strcmp(s, "exponential")) return TRAIN_LR_EXP;
     return -1;
@@ -147,6 +152,8 @@ bool train_opts_write(const train_opts *o, train_kv *kv) {
     KI("checkpoint_every", o->checkpoint_every) KI("keep", o->keep) KI("valid_every", o->valid_every)
     KI("valid_batches", o->valid_batches) KI("samples_every", o->samples_every) KI("samples", o->samples)
     KD("sample_seconds", o->sample_seconds) KI("log_every", o->log_every) KI("audio_rate", o->audio_rate)
+    KI("patience", o->patience) KD("plateau_factor", o->plateau_factor) KI("early_stop", o->early_stop)
+    KI("init_bias", o->init_bias)
 #undef KI
 #undef KD
 #undef KS
@@ -174,6 +181,13 @@ bool train_opts_read(const char *text, train_opts *out, char *err, size_t n) {
     RI("valid_batches", valid_batches) RI("samples_every", samples_every)
     if (GET("samples")) o.samples = strtol(v, NULL, 10) != 0;
     RD("sample_seconds", sample_seconds) RI("log_every", log_every) RI("audio_rate", audio_rate)
+    /* added later: optional (older runs keep the defaults, except the bias start they never had) */
+    if (!missing) {
+        if (train_kv_get(text, "patience", v, sizeof v)) o.patience = strtoll(v, NULL, 10);
+        if (train_kv_get(text, "plateau_factor", v, sizeof v)) o.plateau_factor = strtod(v, NULL);
+        if (train_kv_get(text, "early_stop", v, sizeof v)) o.early_stop = strtoll(v, NULL, 10);
+        o.init_bias = train_kv_get(text, "init_bias", v, sizeof v) && strtol(v, NULL, 10) != 0;
+    }
 #undef GET
 #undef RI
 #undef RD
@@ -182,7 +196,8 @@ bool train_opts_read(const char *text, train_opts *out, char *err, size_t n) {
         snprintf(err, n, "the stored options lack \"%s\" (or it is malformed)", missing);
         return false;
     }
-    if ((unsigned)o.cell >= CC_CELL_COUNT || (unsigned)o.sched > TRAIN_LR_COSINE || o.layers < 1 || o.hidden < 1 ||
+    if ((unsigned)o.cell >= CC_CELL_COUNT || (unsigned)o.sched > TRAIN_LR_PLATEAU || o.patience < 1 ||
+        !(o.plateau_factor > 0 && o.plateau_factor <= 1) || o.early_stop < 0 || o.layers < 1 || o.hidden < 1 ||
         o.batch < 1 || o.window < 2 || (o.steps < 1 && o.epochs < 1) || o.keep < 1) {
         snprintf(err, n, "the stored options are out of range (damaged file?)");
         return false;
@@ -287,6 +302,8 @@ static bool state_blob(const train_run *r, train_kv *kv) {
     ok = ok && train_kv_printf(kv, "skipped_total", "%lld", (long long)r->skipped_total);
     ok = ok && train_kv_printf(kv, "best_valid", "%a", r->best_valid);
     ok = ok && train_kv_printf(kv, "best_step", "%lld", (long long)r->best_step);
+    ok = ok && train_kv_printf(kv, "since_best", "%lld", (long long)r->since_best);
+    ok = ok && train_kv_printf(kv, "lr_scale", "%a", r->lr_scale);
     ok = ok && train_kv_printf(kv, "elapsed", "%a", train_elapsed(r));
     ok = ok && train_kv_printf(kv, "tokens_total", "%lld", (long long)r->tokens_total);
     ok = ok && train_kv_printf(kv, "world_size", "%d", r->world_size > 1 ? r->world_size : 1);
@@ -361,6 +378,14 @@ static bool parse_blob(train_run *r, const char *text, char *err, size_t n) {
     }
     r->best_valid = strtod(v, NULL);
     if (train_kv_get(text, "elapsed", v, sizeof v)) r->elapsed_before = strtod(v, NULL);
+    /* the plateau schedule's state (absent in states written before it: none yet) */
+    r->since_best = train_kv_get(text, "since_best", v, sizeof v) ? strtoll(v, NULL, 10) : 0;
+    r->lr_scale = train_kv_get(text, "lr_scale", v, sizeof v) ? strtod(v, NULL) : 1.0;
+    if (!(r->lr_scale > 0 && r->lr_scale <= 1) || r->since_best < 0) {
+        snprintf(err, n, "the training state's plateau schedule (lr_scale %g, since_best %lld) is out of range",
+                 r->lr_scale, (long long)r->since_best);
+        return false;
+    }
     return true;
 }
 
@@ -661,13 +686,15 @@ bool train_write_run_json(train_run *r) {
         "\"lr_gamma\":%.17g,\"lr_min\":%.17g,\"lr_decay_steps\":%lld,\"clip\":%.17g,\"dropout\":%.17g,"
         "\"seed\":%lld,\"workers\":%lld,\"checkpoint_every\":%lld,\"keep\":%lld,\"valid_every\":%lld,"
         "\"valid_batches\":%lld,\"samples\":%s,\"samples_every\":%lld,\"sample_seconds\":%.17g,"
-        "\"spike_factor\":%.17g,\"max_skips\":%lld,\"resumed_from\":",
+        "\"spike_factor\":%.17g,\"max_skips\":%lld,\"patience\":%lld,\"plateau_factor\":%.17g,"
+        "\"early_stop\":%lld,\"init_bias\":%s,\"resumed_from\":",
         (long long)r->total_steps, (long long)o->epochs, (long long)r->batches_per_epoch, (long long)o->batch,
         (long long)o->window, o->lr, train_sched_name(o->sched), (long long)o->warmup, (long long)o->lr_step_size,
         o->lr_gamma > 0 ? o->lr_gamma : o->sched == TRAIN_LR_EXP ? 0.999 : 0.5, o->lr_min, (long long)(o->lr_decay_steps > 0 ? o->lr_decay_steps : r->total_steps), o->clip,
         o->dropout, (long long)o->seed, (long long)o->workers, (long long)o->checkpoint_every, (long long)o->keep,
         (long long)o->valid_every, (long long)o->valid_batches, o->samples ? "true" : "false",
-        (long long)o->samples_every, o->sample_seconds, o->spike_factor, (long long)o->max_skips);
+        (long long)o->samples_every, o->sample_seconds, o->spike_factor, (long long)o->max_skips,
+        (long long)o->patience, o->plateau_factor, (long long)o->early_stop, o->init_bias ? "true" : "false");
     if (r->resumed) OUT("%lld", (long long)r->resume_step);
     else OUT("null");
     OUT(",\"started\":%lld}\n", (long long)time(NULL));

@@ -78,6 +78,7 @@ void train_run_init(train_run *r, const train_opts *o) {
     r->o = *o;
     r->best_valid = NAN;
     r->best_step = -1;
+    r->lr_scale = 1.0;
     r->last_ckpt_step = -1;
     r->writer = true;
     const char *f = getenv("CANTOR_TRAIN_FAULTS");
@@ -271,6 +272,16 @@ int train_setup(train_run *r) {
     ct_rng_seed(&r->rng, (uint64_t)o->seed);
     r->m = cc_model_new(r->ctx, &r->rng, &r->cfg);
     if (!r->m) return cli_fail("train", "%s", ct_ctx_error(r->ctx));
+    if (r->dist && (o->sched == TRAIN_LR_PLATEAU || o->early_stop > 0))
+        return cli_usage("train", "--lr-schedule plateau and --early-stop are not supported in data-parallel runs "
+                         "yet (the validation runs on one process only)");
+    /* a fresh piano-roll run starts the output bias at the train keys' frequencies (a resumed
+     * run gets it back with the weights) */
+    if (!r->resumed && o->init_bias && r->cfg.encoding == CC_ENC_PIANOROLL) {
+        if (train_init_output_bias(r) != CT_OK) return cli_fail("train", "output bias: %s", ct_ctx_error(r->ctx));
+        train_say(r, "output bias: the logit of each key's smoothed frequency in the train split "
+                  "(--no-init-bias: zero)");
+    }
     r->opt = ct_adam_new(r->m, ct_adam_defaults(o->lr));
     if (!r->opt) return cli_fail("train", "%s", ct_ctx_error(r->ctx));
     char desc[256];
@@ -312,7 +323,13 @@ int train_setup(train_run *r) {
     }
     char sched[160];
     int k = snprintf(sched, sizeof sched, "%s", train_sched_name(o->sched));
+    if (o->sched == TRAIN_LR_PLATEAU)
+        k += snprintf(sched + k, sizeof sched - (size_t)k, " (x%g after %lld validations without a new best)",
+                      o->plateau_factor, (long long)o->patience);
     if (o->warmup > 0) k += snprintf(sched + k, sizeof sched - (size_t)k, ", %lld warm-up steps", (long long)o->warmup);
+    if (o->early_stop > 0)
+        k += snprintf(sched + k, sizeof sched - (size_t)k, ", early stop after %lld validations without a new best",
+                      (long long)o->early_stop);
     char clip[48] = "no gradient clipping";
     if (o->clip > 0) snprintf(clip, sizeof clip, "gradient clipping at norm %g", o->clip);
     train_say(r, "run: %s: %lld steps (%.2f epochs of %lld batches), batch %lld, window %lld, Adam lr %g %s, %s",
@@ -403,6 +420,7 @@ ct_status train_step(train_run *r, train_step_result *res) {
         return ct_ctx_status(ctx) != CT_OK ? ct_ctx_status(ctx) : CT_E_STATE;
     }
     res->lr = train_lr_at(&r->o, r->total_steps, step - 1);
+    if (r->o.sched == TRAIN_LR_PLATEAU) res->lr *= r->lr_scale;
     ct_optim_set_lr(r->opt, res->lr);
     ct_optim_zero_grad(r->opt);
     ct_tensor *loss = NULL;
@@ -481,6 +499,33 @@ ct_status train_step(train_run *r, train_step_result *res) {
     return CT_OK;
 }
 
+/* ---- the output bias's start ------------------------------------------------------------------ */
+ct_status train_init_output_bias(train_run *r) {
+    int64_t counts[CM_ROLL_NUM_KEYS] = {0}, total = 0;
+    const int64_t n = ct_dataset_len(&r->tds);
+    for (int64_t i = 0; i < n; i++) {
+        ct_data_item it;
+        ct_item_init(&it);
+        ct_status s = ct_dataset_get(&r->tds, i, &it, NULL);
+        if (s != CT_OK || it.width != CM_ROLL_NUM_KEYS || !it.values) {
+            if (s == CT_OK || ct_ctx_status(r->ctx) == CT_OK)
+                ct_fail(r->ctx, s != CT_OK ? s : CT_E_ARG, "train item %lld: %s", (long long)i,
+                        it.error ? it.error : s != CT_OK ? ct_status_text(s) : "not an 88-key piano-roll item");
+            ct_item_free(&it);
+            return ct_ctx_status(r->ctx);
+        }
+        for (int64_t t = 0; t < it.len; t++) {
+            const float *f = it.values + t * CM_ROLL_NUM_KEYS;
+            for (int k = 0; k < CM_ROLL_NUM_KEYS; k++) counts[k] += f[k] != 0;
+        }
+        total += it.len;
+        ct_item_free(&it);
+    }
+    double freq[CM_ROLL_NUM_KEYS];
+    cc_smoothed_frequencies(counts, total, CM_ROLL_NUM_KEYS, freq);
+    return cc_model_init_output_bias(r->m, freq, CM_ROLL_NUM_KEYS);
+}
+
 /* ---- validation ----------------------------------------------------------------------------- */
 double train_validate(train_run *r, int64_t *count_out) {
     *count_out = 0;
@@ -488,6 +533,9 @@ double train_validate(train_run *r, int64_t *count_out) {
     ct_dataloader_opts lo = r->lo;
     lo.sampler = CT_SAMPLER_SEQUENTIAL;
     lo.workers = 0;
+    /* piano roll: whole pieces, so that the loss is the benchmarks' NLL (what `cantor eval`
+     * reports), not that of a random window of each long piece */
+    if (r->cfg.encoding == CC_ENC_PIANOROLL) lo.collate.max_len = 0;
     ct_dataloader *vdl = ct_dataloader_new(r->ctx, &r->vds, &lo);   /* from the start each time */
     if (!vdl) {
         train_warn(r, "validation: %s", ct_ctx_error(r->ctx));
@@ -622,6 +670,20 @@ int train_after_step(train_run *r, const train_step_result *res) {
         }
         train_say(r, "step %lld  valid loss %.4f%s%s", (long long)s, vloss, best ? " (best)" : "",
                   res->epoch_end ? "  (end of an epoch)" : "");
+        if (isfinite(vloss)) {
+            /* the plateau schedule and the early stop count validations without a new best */
+            r->since_best = best ? 0 : r->since_best + 1;
+            if (o->early_stop > 0 && r->since_best >= o->early_stop) {
+                r->early_stopped = true;
+                train_say(r, "early stop: %lld validations without a new best (best valid loss %.4f at step %lld, "
+                          "in best.safetensors)", (long long)r->since_best, r->best_valid, (long long)r->best_step);
+            } else if (o->sched == TRAIN_LR_PLATEAU && !best && r->since_best % o->patience == 0) {
+                r->lr_scale *= o->plateau_factor;
+                train_say(r, "plateau: %lld validations without a new best: lr %g -> %g", (long long)r->since_best,
+                          train_lr_at(o, r->total_steps, s) * r->lr_scale / o->plateau_factor,
+                          train_lr_at(o, r->total_steps, s) * r->lr_scale);
+            }
+        }
     } else if (res->epoch_end) {
         train_say(r, "step %lld  end of epoch %lld", (long long)s, (long long)res->epoch);
     }
@@ -682,6 +744,12 @@ int train_loop(train_run *r) {
                   (long long)r->step, (long long)r->total_steps);
         goto out;
     }
+    if (r->o.early_stop > 0 && r->since_best >= r->o.early_stop) {
+        r->early_stopped = true;
+        train_say(r, "%s stopped early at step %lld (%lld validations without a new best): nothing to do "
+                  "(raise --early-stop to train on)", r->o.out, (long long)r->step, (long long)r->since_best);
+        goto out;
+    }
     bool stopped = false;
     while (r->step < r->total_steps) {
         if (*r->stop || *local) { stopped = true; break; }
@@ -708,6 +776,7 @@ int train_loop(train_run *r) {
             rc = CLI_FAIL;
             goto out;
         }
+        if (r->early_stopped) break;
         if (*r->stop || *local) { stopped = true; break; }
     }
     if (r->step > r->last_ckpt_step && train_checkpoint(r) != CT_OK) {

@@ -4,6 +4,7 @@
  * while checkpointing, a folder of MIDI files. Runs ../bin/cantor (built by `make test`; the
  * environment variable CANTOR_BIN names another binary). Files go under tmp/ and are removed. */
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +187,75 @@ static const char *metrics_line(const char *run_dir, int64_t step) {
         }
     fclose(f);
     return "";
+}
+
+
+/* A piano-roll corpus with explicit splits: chords that move in a pattern (key k of piece i is on
+ * at step t when (k + t + i) % 7 == 0 and 40 <= k < 60, key 30 on even steps), so the keys'
+ * frequencies differ; the valid pieces follow another pattern. The
+ * train split's on-frames per key go to counts (88) and its frames to *total (both may be NULL). */
+static void write_roll_corpus(const char *path, int n_train, int n_valid, int64_t len, int64_t *counts,
+                              int64_t *total) {
+    cp_encoding e = cp_encoding_default(CP_PIANOROLL);
+    cp_writer *w = NULL;
+    cp_error err;
+    memset(&err, 0, sizeof err);
+    ck_assert_msg(cp_writer_open(&w, path, &e, 0, 0, &err) == CT_OK, "%s", err.message);
+    uint8_t *fr = calloc((size_t)len * 88, 1);
+    if (counts) memset(counts, 0, sizeof(int64_t) * 88);
+    if (total) *total = 0;
+    for (int i = 0; i < n_train + n_valid; i++) {
+        int64_t plen = len - i % 3;   /* lengths differ */
+        for (int64_t t = 0; t < plen; t++)
+            for (int k = 0; k < 88; k++) {
+                /* the valid pieces follow another pattern: the model overfits the train one, so
+                 * the valid loss stops improving (what the plateau tests need) */
+                uint8_t on = i < n_train ? (k >= 40 && k < 60 && (k + t + i) % 7 == 0) || (k == 30 && t % 2 == 0)
+                                         : (k >= 50 && k < 70 && (k + 3 * t) % 5 == 0) || (k == 30 && t % 2 == 1);
+                fr[t * 88 + k] = on;
+                if (counts && i < n_train) counts[k] += on;
+            }
+        if (total && i < n_train) *total += plen;
+        char name[32];
+        snprintf(name, sizeof name, "r%02d.mid", i);
+        cp_piece_in p = {.name = name, .content_hash = 2000 + (uint64_t)i, .split = i < n_train ? CP_TRAIN : CP_VALID,
+                         .piece = 0, .file_index = i, .instrument = -1, .start = 0, .duration_s = (double)plen / 8,
+                         .frames = fr, .len = plen};
+        ck_assert_msg(cp_writer_add(w, &p, &err) == CT_OK, "%s", err.message);
+    }
+    free(fr);
+    ck_assert_msg(cp_writer_finish(w, NULL, &err) == CT_OK, "%s", err.message);
+}
+
+/* One float tensor of a safetensors file (n values copied into out). */
+static void read_tensor(const char *path, const char *name, float *out, int64_t n) {
+    ct_ctx *ctx = tu_ctx(NULL);
+    ct_safetensors *f = ct_safetensors_open(ctx, path);
+    ck_assert_msg(f != NULL, "%s: %s", path, ct_ctx_error(ctx));
+    ct_scope_begin(ctx);
+    ct_tensor *x = ct_safetensors_get(f, name);
+    ck_assert_msg(x != NULL, "%s: no %s", path, name);
+    ck_assert_int_eq(ct_numel(x), n);
+    memcpy(out, ct_data(x), sizeof(float) * (size_t)n);
+    ct_scope_end(ctx);
+    ct_safetensors_close(f);
+    ct_ctx_free(ctx);
+}
+
+/* Whether the n bytes at p hold the string s. */
+static bool has_bytes(const char *p, size_t n, const char *s) {
+    size_t k = strlen(s);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(p + i, s, k)) return true;
+    return false;
+}
+
+/* A number after "key": in a JSON line; NAN when absent. */
+static double json_num_of(const char *line, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(line, k);
+    return p && strncmp(p + strlen(k), "null", 4) ? strtod(p + strlen(k), NULL) : NAN;
 }
 
 static char out[65536];
@@ -590,6 +660,175 @@ START_TEST(test_corpus_folder) {
 }
 END_TEST
 
+
+/* ---- piano roll: the output bias starts at the train keys' frequencies ------------------------ */
+START_TEST(test_roll_init_bias) {
+    mkdir("tmp", 0755);
+    tu_rm_rf("tmp/tr_pb");
+    tu_rm_rf("tmp/tr_pz");
+    int64_t counts[88], total;
+    write_roll_corpus("tmp/tr_p.corpus", 8, 2, 24, counts, &total);
+    /* one step at a negligible rate: the bias is still (to ~1e-8) where it started */
+    ck_assert_int_eq(run("train --corpus tmp/tr_p.corpus --out tmp/tr_pb --steps 1 --lr 1e-9 --workers 0 --no-samples "
+                         TINY, out, sizeof out), 0);
+    HAS(out, "model: pianoroll LSTM 2x16");
+    HAS(out, "output bias: the logit of each key's smoothed frequency in the train split");
+    float bias[88];
+    read_tensor("tmp/tr_pb/ckpt-00000001.safetensors", "out.bias", bias, 88);
+    for (int k = 0; k < 88; k++) {
+        double f = (double)(counts[k] + 1) / (double)(total + 2);
+        double want = log(f / (1 - f));
+        ck_assert_msg(fabs(bias[k] - want) < 1e-5, "key %d: bias %g, want logit(%g) = %g", k, bias[k], f, want);
+    }
+    ck_assert(bias[45] > bias[0] + 1);   /* a played key starts well above a silent one */
+    /* --no-init-bias: the model's own start (not the frequencies) */
+    ck_assert_int_eq(run("train --corpus tmp/tr_p.corpus --out tmp/tr_pz --steps 1 --lr 1e-9 --workers 0 --no-samples "
+                         "--no-init-bias " TINY, out, sizeof out), 0);
+    LACKS(out, "output bias:");
+    read_tensor("tmp/tr_pz/ckpt-00000001.safetensors", "out.bias", bias, 88);
+    ck_assert_msg(fabs(bias[0]) < 1.0, "bias[0] = %g without the frequency start", bias[0]);
+    /* a melody model gets no bias start */
+    write_corpus("tmp/tr_pm.corpus", 6, 2, 30);
+    ck_assert_int_eq(run("train --corpus tmp/tr_pm.corpus --out tmp/tr_pz --steps 1 --workers 0 --no-samples " TINY,
+                         out, sizeof out), 0);
+    LACKS(out, "output bias:");
+    tu_rm_rf("tmp/tr_pb");
+    tu_rm_rf("tmp/tr_pz");
+    remove("tmp/tr_p.corpus");
+    remove("tmp/tr_pm.corpus");
+}
+END_TEST
+
+/* ---- the plateau schedule and the early stop, checked against the run's own metrics ----------- */
+/* Replays metrics.jsonl: every validation without a new best counts; after each `patience` of
+ * them in a row the rate of the next steps is multiplied by factor. Returns the cuts seen. */
+static int check_plateau(const char *run_dir, int64_t steps, double lr, int64_t patience, double factor) {
+    double best = INFINITY, scale = 1;
+    int64_t since = 0;
+    int cuts = 0;
+    for (int64_t s = 1; s <= steps; s++) {
+        const char *l = metrics_line(run_dir, s);
+        ck_assert_msg(l[0], "%s: no metrics line for step %lld", run_dir, (long long)s);
+        double got = json_num_of(l, "lr");
+        ck_assert_msg(fabs(got - lr * scale) <= 1e-9 * lr, "step %lld: lr %.9g, expected %.9g", (long long)s, got,
+                      lr * scale);
+        double v = json_num_of(l, "valid_loss");
+        if (isfinite(v)) {
+            if (v < best) {
+                best = v;
+                since = 0;
+                HAS(l, "\"best\":true");
+            } else if (++since % patience == 0) {
+                scale *= factor;
+                cuts++;
+            }
+        }
+    }
+    return cuts;
+}
+
+#define PLATEAU_OPTS TINY "--lr 0.05 --lr-schedule plateau --patience 2 --plateau-factor 0.5 --valid-every 1 " \
+                      "--no-samples --checkpoint-every 5 "
+
+START_TEST(test_plateau_early_stop) {
+    mkdir("tmp", 0755);
+    tu_rm_rf("tmp/tr_pl");
+    tu_rm_rf("tmp/tr_es");
+    write_roll_corpus("tmp/tr_pl.corpus", 8, 2, 24, NULL, NULL);
+    ck_assert_int_eq(run("train --corpus tmp/tr_pl.corpus --out tmp/tr_pl --steps 30 --workers 0 " PLATEAU_OPTS, out,
+                         sizeof out), 0);
+    HAS(out, "Adam lr 0.05 plateau (x0.5 after 2 validations without a new best)");
+    HAS(out, "plateau: 2 validations without a new best: lr 0.05 -> 0.025");
+    int cuts = check_plateau("tmp/tr_pl", 30, 0.05, 2, 0.5);
+    ck_assert_int_ge(cuts, 1);
+    ck_assert_int_eq(count_lines("tmp/tr_pl/metrics.jsonl", NULL), 30);   /* no early stop: all steps */
+    /* --early-stop 2: the run ends after 2 validations in a row without a new best, best.safetensors
+     * holds the best step and the run counts as finished; a resume has nothing to do */
+    ck_assert_int_eq(run("train --corpus tmp/tr_pl.corpus --out tmp/tr_es --steps 400 --workers 0 --early-stop 3 "
+                         PLATEAU_OPTS, out, sizeof out), 0);
+    HAS(out, "early stop after 3 validations without a new best");
+    HAS(out, "early stop: 3 validations without a new best");
+    int n = count_lines("tmp/tr_es/metrics.jsonl", NULL);
+    ck_assert_msg(n > 3 && n < 400, "%d steps", n);
+    const char *l = metrics_line("tmp/tr_es", n);
+    HAS(l, "\"best\":false");
+    ck_assert(isfinite(json_num_of(l, "valid_loss")));
+    ck_assert(exists("tmp/tr_es/best.safetensors"));
+    char ck[64];
+    snprintf(ck, sizeof ck, "tmp/tr_es/ckpt-%08d.state", n);
+    ck_assert_msg(exists(ck), "%s", ck);
+    /* the early stop is exactly the rule: the plateau replay agrees up to the last step */
+    check_plateau("tmp/tr_es", n, 0.05, 2, 0.5);
+    size_t len;
+    char *status = (char *)tu_slurp("tmp/tr_es/status.json", &len);
+    ck_assert_ptr_nonnull(status);
+    HAS(status, "\"state\":\"finished\"");
+    free(status);
+    ck_assert_int_eq(run("train --resume tmp/tr_es", out, sizeof out), 0);
+    HAS(out, "stopped early");
+    HAS(out, "nothing to do");
+    ck_assert_int_eq(count_lines("tmp/tr_es/metrics.jsonl", NULL), n);
+    /* usage errors */
+    static const struct { const char *args, *msg; } bad[] = {
+        {"--patience 0", "--patience '0'"},
+        {"--plateau-factor 0", "--plateau-factor '0'"},
+        {"--plateau-factor 2", "--plateau-factor '2'"},
+        {"--early-stop -1", "--early-stop '-1'"},
+        {"--lr-schedule flat", "expected constant, step, exp, cosine or plateau"},
+    };
+    char args[512];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(args, sizeof args, "train --corpus tmp/tr_pl.corpus --out tmp/tr_pu %s", bad[i].args);
+        int rc = run(args, out, sizeof out);
+        ck_assert_msg(rc == 2, "%s: exit %d, expected 2:\n%s", args, rc, out);
+        HAS(out, bad[i].msg);
+    }
+    ck_assert(!exists("tmp/tr_pu"));
+    ck_assert_int_eq(run("help train", out, sizeof out), 0);
+    HAS(out, "--patience");
+    HAS(out, "--plateau-factor");
+    HAS(out, "--early-stop");
+    HAS(out, "--no-init-bias");
+    tu_rm_rf("tmp/tr_pl");
+    tu_rm_rf("tmp/tr_es");
+    remove("tmp/tr_pl.corpus");
+}
+END_TEST
+
+/* ---- a plateau run resumes bit-exactly (its rate cut and counter are in the state) ----------- */
+START_TEST(test_plateau_resume_bit_exact) {
+    mkdir("tmp", 0755);
+    tu_rm_rf("tmp/tr_qa");
+    tu_rm_rf("tmp/tr_qb");
+    write_roll_corpus("tmp/tr_q.corpus", 8, 2, 24, NULL, NULL);
+    ck_assert_int_eq(run("train --corpus tmp/tr_q.corpus --out tmp/tr_qa --steps 30 --workers 0 --dropout 0.1 "
+                         PLATEAU_OPTS, out, sizeof out), 0);
+    ck_assert_int_eq(run("train --corpus tmp/tr_q.corpus --out tmp/tr_qb --steps 15 --workers 2 --dropout 0.1 "
+                         PLATEAU_OPTS, out, sizeof out), 0);
+    /* the rate was cut before the resume point, and the state says so */
+    ck_assert_msg(json_num_of(metrics_line("tmp/tr_qa", 15), "lr") < 0.05, "%s", metrics_line("tmp/tr_qa", 15));
+    size_t len;
+    char *st = (char *)tu_slurp("tmp/tr_qb/ckpt-00000015.state", &len);
+    ck_assert_ptr_nonnull(st);
+    ck_assert(has_bytes(st, len, "\nlr_scale ") && has_bytes(st, len, "\nsince_best "));
+    free(st);
+    ck_assert_int_eq(run("train --resume tmp/tr_qb --steps 30 --workers 1", out, sizeof out), 0);
+    HAS(out, "resumed tmp/tr_qb at step 15");
+    assert_same_checkpoint("tmp/tr_qa", "tmp/tr_qb", 30);
+    assert_same_weights("tmp/tr_qa/best.safetensors", "tmp/tr_qb/best.safetensors");
+    for (int64_t s = 16; s <= 30; s++) {
+        ck_assert(json_num_of(metrics_line("tmp/tr_qa", s), "lr") == json_num_of(metrics_line("tmp/tr_qb", s), "lr"));
+        double va = json_num_of(metrics_line("tmp/tr_qa", s), "valid_loss");
+        double vb = json_num_of(metrics_line("tmp/tr_qb", s), "valid_loss");
+        ck_assert_msg(va == vb || (isnan(va) && isnan(vb)), "step %lld: valid %g vs %g", (long long)s, va, vb);
+    }
+    check_plateau("tmp/tr_qb", 30, 0.05, 2, 0.5);
+    tu_rm_rf("tmp/tr_qa");
+    tu_rm_rf("tmp/tr_qb");
+    remove("tmp/tr_q.corpus");
+}
+END_TEST
+
 Suite *train_suite(void) {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("train");
@@ -602,6 +841,9 @@ Suite *train_suite(void) {
     tcase_add_test(tc, test_full_disk);
     tcase_add_test(tc, test_corpus_folder);
     tcase_add_test(tc, test_dashboard_flag);
+    tcase_add_test(tc, test_roll_init_bias);
+    tcase_add_test(tc, test_plateau_early_stop);
+    tcase_add_test(tc, test_plateau_resume_bit_exact);
     suite_add_tcase(s, tc);
     return s;
 }
