@@ -130,6 +130,7 @@ struct ct_backend {
     const struct ct_kernels_index *index;
     const struct ct_kernels_layernorm *layernorm;
     const struct ct_kernels_optim *optim;
+    const struct ct_kernels_rnn *rnn;       /* engine/kernels_rnn.h */
 };
 
 const ct_backend *ct__backend(ct_device dev);      /* NULL if not compiled in */

@@ -1,21 +1,21 @@
 /* engine/rnn.c — fused recurrent layers: the module, the checked front end, the per-layer
- * graph node and its backward, and stepwise sampling. The kernels are in engine/cpu/rnn.c.
+ * graph node and its backward, and stepwise sampling. The kernels are the device's "rnn"
+ * group (engine/kernels_rnn.h, ct_backend.rnn; CPU: engine/cpu/rnn.c).
  *
  * One node per layer: inputs {x [T,B,I], w_ih, w_hh, b_ih, b_hh, h0 [B,H], c0 [B,H],
  * lengths [B]} (absent ones NULL), outputs {out [T,B,H], h_n [B,H], c_n [B,H] (LSTM)}.
- * Saved: the gate activations [T*B, G*H], aux [T*B, H] (LSTM: c_t; GRU: Whn h + bhn), out
- * (for H_prev and the RNN derivative) and, for a first layer with padding, x with the padded
- * rows zeroed. iv: mode, T, B, I (input width), H, masked.
+ * Saved: the gate activations [T*B, G*H], aux (what the backend's aux_floats asks for: GRU
+ * Whn h + bhn, LSTM cell-state checkpoints; none for an RNN), out (for H_prev and the RNN
+ * derivative) and, for a first layer with padding, x with the padded rows zeroed.
+ * iv: mode, T, B, I (input width), H, masked, V.
  */
-#define CT_RNN_KERNELS
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/internal.h"
-#include "engine/rnn.h"
+#include "engine/kernels_rnn.h"
 
 #define RNN_MAGIC 0x524e4e46u   /* "RNNF" */
 
@@ -121,13 +121,29 @@ enum { SV_GATES, SV_AUX, SV_OUT, SV_XM };
 
 static const float *fptr(const ct_tensor *t) { return t ? ct_data(t) : NULL; }
 
+/* The rnn kernel group of a device; NULL + error when its backend has none. */
+static const struct ct_kernels_rnn *kernels_for(ct_ctx *ctx, ct_src src, const char *op,
+                                                ct_device dev) {
+    const ct_backend *be = ct__backend(dev);
+    if (be && be->rnn) return be->rnn;
+    ct__op_error(ctx, src, op, CT_E_UNSUPPORTED, "the %s backend has no fused recurrent "
+                 "kernels (engine/kernels_rnn.h) yet", be ? be->name : "device's");
+    return NULL;
+}
+
+static const char *layer_defs_name(ct_rnn_mode mode) {
+    return mode == CT_LSTM ? "lstm_layer" : mode == CT_GRU ? "gru_layer"
+         : mode == CT_RNN_RELU ? "rnn_relu_layer" : "rnn_tanh_layer";
+}
+
 static ct_status layer_bw(ct_node *n, ct_tensor *const *g, ct_tensor **gin) {
     ct_ctx *ctx = n->ctx;
     const ct_rnn_mode mode = (ct_rnn_mode)n->iv[IV_MODE];
     const int64_t T = n->iv[IV_T], B = n->iv[IV_B], NI = n->iv[IV_I], H = n->iv[IV_H];
     const int64_t GH = ct_rnn_gates(mode) * H;
     const ct_device dev = n->saved[SV_GATES]->storage->device;
-    const struct ct_kernels_rnn *k = &ct_cpu_kernels_rnn;
+    const struct ct_kernels_rnn *k = kernels_for(ctx, n->src, layer_defs_name(mode), dev);
+    if (!k) return ct_ctx_status(ctx);
     ct_tensor *go = ct_contiguous_at(n->src, g[0]);
     ct_tensor *ghn = ct_contiguous_at(n->src, g[1]);
     ct_tensor *gcn = mode == CT_LSTM ? ct_contiguous_at(n->src, g[2]) : NULL;
@@ -184,7 +200,8 @@ static ct_status layer_forward(ct_src src, ct_module *m, const ct_rnn_config *cf
     const int64_t NI = emb ? emb->shape[1] : x->shape[2], H = cfg->hidden_size;
     const int64_t GH = ct_rnn_gates(mode) * H, V = emb ? emb->shape[0] : 0;
     const ct_device dev = (emb ? emb : x)->storage->device;
-    const struct ct_kernels_rnn *k = &ct_cpu_kernels_rnn;
+    const struct ct_kernels_rnn *k = kernels_for(ctx, src, "rnn_forward", dev);
+    if (!k) return ct_ctx_status(ctx);
     ct_tensor *w[4];
     for (int i = 0; i < 4; i++) {
         ct_tensor *p = param(m, cfg, l, i);
@@ -192,16 +209,16 @@ static ct_status layer_forward(ct_src src, ct_module *m, const ct_rnn_config *cf
         if (p && !w[i]) return ct_ctx_status(ctx);
     }
     ct_tensor *gates = ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){T * B, GH});
-    ct_tensor *aux = mode == CT_LSTM || mode == CT_GRU
-                         ? ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){T * B, H}) : NULL;
+    const int64_t n_aux = k->aux_floats(mode, T, B, H);
+    ct_tensor *aux = n_aux > 0 ? ct__new(ctx, CT_F32, dev, 1, &n_aux) : NULL;
     ct_tensor *o = ct__new(ctx, CT_F32, dev, 3, (const int64_t[]){T, B, H});
     ct_tensor *h = ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){B, H});
     ct_tensor *c = mode == CT_LSTM ? ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){B, H}) : NULL;
     int64_t nw = k->fwd_work_floats(mode, T, B, H);
     ct_tensor *work = ct__new(ctx, CT_F32, dev, 1, &nw);
     ct_tensor *table = emb ? ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){V, GH}) : NULL;
-    if (!gates || !o || !h || !work || (mode != CT_RNN_TANH && mode != CT_RNN_RELU && !aux) ||
-        (mode == CT_LSTM && !c) || (emb && !table))
+    if (!gates || !o || !h || !work || (n_aux > 0 && !aux) || (mode == CT_LSTM && !c) ||
+        (emb && !table))
         return ct_ctx_status(ctx);
     /* a first layer with padding reads (and saves) x with the padded rows zeroed, so that
      * nothing in the padding can reach a weight gradient */
@@ -522,7 +539,8 @@ struct ct_rnn_state {
     ct_rnn_config cfg;
     int64_t B;
     ct_tensor *h, *c, *top;       /* owned references */
-    float *work;
+    const struct ct_kernels_rnn *k;
+    ct_rnn_stepper *stepper;      /* the backend's scratch and worker threads */
     const float **ptrs;           /* [4][L]: w_ih, w_hh, b_ih, b_hh of every layer, refreshed
                                    * by every step (flattening moves parameters) */
 };
@@ -544,14 +562,17 @@ ct_rnn_state *ct_rnn_state_new_at(ct_src src, ct_module *m, int64_t batch) {
     const ct_rnn_config *cfg = &im->cfg;
     const int L = cfg->num_layers;
     const int64_t H = cfg->hidden_size;
+    const struct ct_kernels_rnn *k =
+        kernels_for(ctx, src, "rnn_state_new", ct_tensor_device(m->params[0]));
+    if (!k) return NULL;
     ct_rnn_state *st = calloc(1, sizeof *st);
-    int64_t nw = ct_cpu_kernels_rnn.step_work_floats(cfg->mode, batch, H);
     if (st) {
-        st->work = malloc(sizeof(float) * (size_t)nw);
+        st->k = k;
+        st->stepper = k->stepper_new(cfg->mode, L, batch, cfg->input_size, H);
         st->ptrs = calloc(4 * (size_t)L, sizeof *st->ptrs);
     }
-    if (!st || !st->work || !st->ptrs) {
-        if (st) { free(st->work); free(st->ptrs); free(st); }
+    if (!st || !st->stepper || !st->ptrs) {
+        if (st) { k->stepper_free(st->stepper); free(st->ptrs); free(st); }
         ct__op_error(ctx, src, "rnn_state_new", CT_E_NOMEM, "out of memory");
         return NULL;
     }
@@ -584,7 +605,7 @@ void ct_rnn_state_free(ct_rnn_state *st) {
     ct_release(st->top);
     ct_release(st->h);
     ct_release(st->c);
-    free(st->work);
+    st->k->stepper_free(st->stepper);
     free(st->ptrs);
     free(st);
 }
@@ -626,16 +647,18 @@ static ct_status step_check(ct_src src, const char *op, ct_module *m, ct_rnn_sta
     return CT_OK;
 }
 
-static void step_run(ct_rnn_state *st, const float *x) {
+static void step_run(ct_rnn_state *st, const float *x, const float *w_out, const float *b_out,
+                     int64_t V, float *logits) {
     const ct_rnn_config *cfg = &st->cfg;
     const int L = cfg->num_layers;
     ct_rnn_step_args a = {
         .mode = cfg->mode, .L = L, .B = st->B, .n_in = cfg->input_size, .H = cfg->hidden_size,
         .x = x, .w_ih = st->ptrs, .w_hh = st->ptrs + L,
         .b_ih = cfg->bias ? st->ptrs + 2 * L : NULL, .b_hh = cfg->bias ? st->ptrs + 3 * L : NULL,
-        .h = ct_data(st->h), .c = st->c ? ct_data(st->c) : NULL, .work = st->work,
+        .h = ct_data(st->h), .c = st->c ? ct_data(st->c) : NULL,
+        .w_out = w_out, .b_out = b_out, .V = V, .logits = logits,
     };
-    ct_cpu_kernels_rnn.step(&a);
+    st->k->step(st->stepper, &a);
     ct__bump_version(st->h);
     if (st->c) ct__bump_version(st->c);
 }
@@ -649,7 +672,57 @@ ct_status ct_rnn_step_f32_at(ct_src src, ct_module *m, const float *x, ct_rnn_st
         ct__op_error(m->ctx, src, "rnn_step", CT_E_NULL, "x is NULL");
         return CT_E_NULL;
     }
-    step_run(st, x);
+    step_run(st, x, NULL, NULL, 0, NULL);
+    if (out_h) *out_h = ct_data(st->top);
+    return CT_OK;
+}
+
+/* Checks an output-layer operand: a contiguous float32 CPU tensor of the context and shape. */
+static bool check_linear(ct_src src, ct_module *m, const char *name, const ct_tensor *t, int ndim,
+                         int64_t d0, int64_t d1) {
+    char sh[96];
+    const char *op = "rnn_step_linear";
+    if (t->ctx != m->ctx || t->dtype != CT_F32 || t->storage->device.type != CT_CPU ||
+        !ct_is_contiguous(t)) {
+        ct__op_error(m->ctx, src, op, CT_E_ARG, "%s %s must be a contiguous float32 CPU tensor "
+                     "of the module's context", name, ct_shape_str(t, sh, sizeof sh));
+        return false;
+    }
+    if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
+        if (ndim == 2)
+            ct__op_error(m->ctx, src, op, CT_E_SHAPE, "%s has shape %s; the output layer of a "
+                         "hidden_size %lld recurrent module needs [V, %lld]", name,
+                         ct_shape_str(t, sh, sizeof sh), (long long)d1, (long long)d1);
+        else
+            ct__op_error(m->ctx, src, op, CT_E_SHAPE, "%s has shape %s; the weight has %lld rows, "
+                         "so it needs [%lld]", name, ct_shape_str(t, sh, sizeof sh),
+                         (long long)d0, (long long)d0);
+        return false;
+    }
+    return true;
+}
+
+ct_status ct_rnn_step_linear_f32_at(ct_src src, ct_module *m, const float *x, ct_rnn_state *st,
+                                    ct_tensor *w, ct_tensor *bias, float *logits,
+                                    const float **out_h) {
+    if (out_h) *out_h = NULL;
+    ct_status s = step_check(src, "rnn_step_linear", m, st);
+    if (s != CT_OK) return s;
+    if (!x || !w || !logits) {
+        ct__op_error(m->ctx, src, "rnn_step_linear", CT_E_NULL, "%s is NULL",
+                     !x ? "x" : !w ? "the weight" : "logits");
+        return CT_E_NULL;
+    }
+    const int64_t H = st->cfg.hidden_size;
+    if (!check_linear(src, m, "the weight", w, 2, w->ndim == 2 ? w->shape[0] : -1, H))
+        return ct_ctx_status(m->ctx);
+    const int64_t V = w->shape[0];
+    if (V < 1) {
+        ct__op_error(m->ctx, src, "rnn_step_linear", CT_E_SHAPE, "the weight has no rows");
+        return CT_E_SHAPE;
+    }
+    if (bias && !check_linear(src, m, "the bias", bias, 1, V, 0)) return ct_ctx_status(m->ctx);
+    step_run(st, x, ct_data(w), bias ? ct_data(bias) : NULL, V, logits);
     if (out_h) *out_h = ct_data(st->top);
     return CT_OK;
 }
@@ -677,12 +750,12 @@ ct_status ct_rnn_step_at(ct_src src, ct_module *m, ct_tensor *x_t, ct_rnn_state 
         return CT_E_SHAPE;
     }
     if (ct_is_contiguous(x_t)) {
-        step_run(st, ct_data(x_t));
+        step_run(st, ct_data(x_t), NULL, NULL, 0, NULL);
     } else {
         bool was = ct_set_grad_enabled(m->ctx, false);
         ct_scope_begin(m->ctx);
         ct_tensor *xc = ct_contiguous_at(src, x_t);
-        if (xc) step_run(st, ct_data(xc));
+        if (xc) step_run(st, ct_data(xc), NULL, NULL, 0, NULL);
         ct_scope_end(m->ctx);
         ct_set_grad_enabled(m->ctx, was);
         if (!xc) return ct_ctx_status(m->ctx);

@@ -167,11 +167,15 @@ ct_tensor *cc_forward_at(ct_src src, ct_module *m, ct_tensor *x, ct_tensor *leng
                 cc_encoding_name(c->encoding), src.file, src.line);
         return NULL;
     }
-    ct_tensor *in = im->embed ? ct_embedding_module_forward_at(src, im->embed, x) : x;
-    if (!in) return NULL;
+    /* token models: the embedding fused into the first layer (engine/rnn.h): it projects the
+     * vocabulary once instead of every position, which saves that layer's input product,
+     * both of its backward products and the [T, B, embed] activation */
     ct_tensor *out = NULL;
-    if (ct_rnn_forward_at(src, im->rnn, in, lengths, NULL, NULL, rng, &out, NULL, NULL) != CT_OK)
-        return NULL;
+    ct_status st = im->embed
+        ? ct_rnn_forward_embedded_at(src, im->rnn, ct_module_param(im->embed, "weight"), x,
+                                     lengths, NULL, NULL, rng, &out, NULL, NULL)
+        : ct_rnn_forward_at(src, im->rnn, x, lengths, NULL, NULL, rng, &out, NULL, NULL);
+    if (st != CT_OK) return NULL;
     if (c->dropout > 0 && m->training) out = ct_dropout_at(src, out, c->dropout, true, rng);
     return ct_linear_forward_at(src, im->out, out);
 }

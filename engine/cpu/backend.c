@@ -6,6 +6,7 @@
 
 #include "engine/cpu/iter.h"
 #include "engine/cpu/kernels.h"
+#include "engine/kernels_rnn.h"
 
 static int cpu_count(void) { return 1; }
 static void *cpu_alloc(ct_ctx *ctx, ct_device d, size_t n) { (void)d; return ct__host_alloc(ctx, n); }
@@ -211,4 +212,5 @@ const ct_backend ct_cpu_backend = {
     .index = &ct_cpu_kernels_index,
     .layernorm = &ct__cpu_kernels_layernorm,
     .optim = &ct_cpu_kernels_optim,
+    .rnn = &ct_cpu_kernels_rnn,
 };

@@ -3,9 +3,13 @@
  * The workloads, step and counting of ../shared/bench/torch_ref.py: an embedding (tokens) or
  * 88-key frames -> a fused LSTM/GRU -> linear -> cross-entropy (mean) or BCE-with-logits
  * (summed over keys, averaged over frames); a training step is zero_grad -> forward -> loss
- * -> backward -> clip_grad_norm(1.0) -> Adam(1e-3). Sampling: batch 1, one token (frame) per
- * call carrying the RNN state, softmax with temperature then multinomial (frames: bernoulli
- * of sigmoid(logits / T)). Prints one JSON line in the kit's format.
+ * -> backward -> clip_grad_norm(1.0) -> Adam(1e-3); the token models run the embedding fused
+ * into the first layer (ct_rnn_forward_embedded, what models/composer.c does). Sampling:
+ * batch 1, one token (frame) per call carrying the RNN state: the step and the output layer
+ * in one call (ct_rnn_step_linear_f32: at batch 1 a large model's step is shared with the
+ * state's worker thread when that is faster on the machine's load), then softmax with
+ * temperature and one multinomial draw in plain C (frames: bernoulli of sigmoid(logits / T)),
+ * as models/sampler.c does. Prints one JSON line in the kit's format.
  *
  * usage: bench_rnn --workload NAME --mode train|sample [--threads N] [--steps N]
  *                  [--warmup N] [--sample-tokens N] [--temperature T]
@@ -19,6 +23,7 @@
 #include <time.h>
 
 #include "engine/cantor.h"
+#include "engine/kernels_rnn.h"     /* ct_rnn_step_linear_f32 (to move to engine/rnn.h) */
 #include "engine/layers.h"
 #include "engine/optim.h"
 #include "engine/rnn.h"
@@ -103,9 +108,13 @@ static int train(ct_ctx *ctx, const workload *w, int steps, int warmup, char *js
         double t0 = now();
         ct_optim_zero_grad(opt);
         ct_scope_begin(ctx);
-        ct_tensor *in = w->tokens ? ct_embedding_module_forward_at(CT_SRC, n.inp, x) : x;
+        /* token models: the embedding fused into the first layer, as cantor's composer runs */
         ct_tensor *h = NULL;
-        ct_rnn_forward(n.rnn, in, NULL, NULL, NULL, NULL, &h, NULL, NULL);
+        if (w->tokens)
+            ct_rnn_forward_embedded(n.rnn, ct_module_param(n.inp, "weight"), x, NULL, NULL, NULL,
+                                    NULL, &h, NULL, NULL);
+        else
+            ct_rnn_forward(n.rnn, x, NULL, NULL, NULL, NULL, &h, NULL, NULL);
         ct_tensor *logits = ct_linear_forward_at(CT_SRC, n.out, h);
         ct_tensor *loss = w->tokens ? ct_cross_entropy(ct_view(logits, T * B, V), y, -100)
                                     : ct_bce_with_logits(logits, y, CT_REDUCE_SUM_LAST_MEAN);
@@ -132,6 +141,19 @@ static int train(ct_ctx *ctx, const workload *w, int steps, int warmup, char *js
     return 0;
 }
 
+/* softmax(logits / temperature), then one draw (inverse CDF), as torch.multinomial does */
+static int64_t draw_token(const float *logits, int64_t V, float temperature, double *p,
+                          ct_rng *rng) {
+    float mx = logits[0];
+    for (int64_t i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int64_t i = 0; i < V; i++) sum += p[i] = exp((double)(logits[i] - mx) / temperature);
+    double u = ct_rng_uniform(rng) * sum, acc = 0;
+    for (int64_t i = 0; i < V; i++)
+        if ((acc += p[i]) > u) return i;
+    return V - 1;
+}
+
 static int sample(ct_ctx *ctx, const workload *w, int count, float temperature, char *json, size_t jn) {
     ct_rng rng;
     ct_rng_seed(&rng, SEED);
@@ -141,26 +163,29 @@ static int sample(ct_ctx *ctx, const workload *w, int count, float temperature, 
     ct_rnn_state *st = ct_rnn_state_new(n.rnn, 1);
     int64_t V = w->vocab, E = w->tokens ? w->embed : V;
     const float *table = w->tokens ? ct_data_f32(ct_module_param(n.inp, "weight")) : NULL;
-    float *frame = calloc((size_t)V, sizeof *frame);
+    ct_tensor *wo = ct_module_param(n.out, "weight"), *bo = ct_module_param(n.out, "bias");
+    float *frame = calloc((size_t)V, sizeof *frame), *logits = calloc((size_t)V, sizeof *logits);
+    double *prob = calloc((size_t)V, sizeof *prob);
+    if (!st || !frame || !logits || !prob) return 1;
     int64_t token = 0;
     const int warmup = 32;
     double t0 = 0;
     for (int i = 0; i < warmup + count; i++) {
         if (i == warmup) t0 = now();
         const float *xin = w->tokens ? table + token * E : frame;
-        const float *h;
-        if (ct_rnn_step_f32(n.rnn, xin, st, &h) != CT_OK) { fprintf(stderr, "bench: %s\n", ct_ctx_error(ctx)); return 1; }
-        ct_scope_begin(ctx);
-        ct_tensor *ht = ct_wrap_f32(ctx, (float *)h, CT_SHAPE(1, w->hidden));
-        ct_tensor *logits = ct_mul_scalar(ct_linear_forward_at(CT_SRC, n.out, ht), 1.0f / temperature);
-        if (w->tokens) {
-            ct_tensor *pick = ct_multinomial(&rng, ct_softmax(ct_view(logits, V), -1), 1, true);
-            token = ct_data_i64(pick)[0];
-        } else {
-            ct_tensor *keys = ct_bernoulli(&rng, ct_sigmoid(logits));
-            memcpy(frame, ct_data_f32(keys), sizeof(float) * (size_t)V);
+        /* the RNN step and the output layer in one call */
+        if (ct_rnn_step_linear_f32(n.rnn, xin, st, wo, bo, logits, NULL) != CT_OK) {
+            fprintf(stderr, "bench: %s\n", ct_ctx_error(ctx));
+            return 1;
         }
-        ct_scope_end(ctx);
+        if (w->tokens) {
+            token = draw_token(logits, V, temperature, prob, &rng);
+        } else {
+            for (int64_t k = 0; k < V; k++) {
+                double p = 1.0 / (1.0 + exp(-(double)logits[k] / temperature));
+                frame[k] = ct_rng_uniform(&rng) < p ? 1.0f : 0.0f;
+            }
+        }
     }
     double dt = now() - t0;
     snprintf(json, jn,
@@ -168,6 +193,8 @@ static int sample(ct_ctx *ctx, const workload *w, int count, float temperature, 
              "\"batch\": 1, \"achieved_gflops\": %.3f",
              count / dt, 1e3 * dt / count, count, temperature, fwd_flops_per_token(w) * count / dt / 1e9);
     free(frame);
+    free(logits);
+    free(prob);
     ct_rnn_state_free(st);
     ct_module_free(n.root);
     return 0;

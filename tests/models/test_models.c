@@ -11,11 +11,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/kernels_rnn.h"    /* ct_rnn_step_linear_f32 (to move to engine/rnn.h) */
 #include "engine/layers.h"
 #include "engine/npy.h"
 #include "engine/optim.h"
 #include "engine/rnn.h"
 #include "engine/safetensors.h"
+#include "engine/version.h"
 #include "model_helpers.h"
 #include "models/composer.h"
 #include "testutil.h"
@@ -801,7 +803,8 @@ START_TEST(test_forward_and_loss_errors) {
     assert_has(errs.last.msg, "the piano-roll model takes float32 frames [T, B, 88]");
     int64_t toks[6] = {0, 1, 2, 3, 4, 5};
     ck_assert_ptr_null(cc_forward(m, ct_from_i64(ctx, toks, CT_SHAPE(3, 2)), NULL, NULL));
-    ck_assert_ptr_nonnull(strstr(errs.last.msg, "embedding"));
+    assert_has(errs.last.msg, "tokens[2][1] = 5 is outside [0, V = 5)");
+    assert_has(errs.last.msg, "test_models.c:");
     ct_tensor *ok = cc_forward(m, ct_from_i64(ctx, toks, CT_SHAPE(2, 2)), NULL, NULL);
     ck_assert_ptr_nonnull(ok);
     ck_assert_int_eq(ok->shape[2], 5);
@@ -1013,6 +1016,209 @@ START_TEST(test_checkpoint_refusals) {
 }
 END_TEST
 
+
+/* ===== stepping with the output layer, on one thread and on several ========================== */
+/* A composer big enough for the batch-1 step to use a worker thread (2M weights or more; a
+ * stepper's first steps use it), with a hidden size that is not a multiple of 8:
+ * ct_rnn_step_linear_f32 gives the same bits on one thread and on two, the same h as
+ * ct_rnn_step_f32 followed by the Linear, and the logits of the whole-sequence forward. */
+START_TEST(test_step_linear_threads) {
+    const cc_cell cells[3] = {CC_LSTM, CC_GRU, CC_RNN};
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_rng rng;
+    ct_rng_seed(&rng, 31);
+    cc_config c = tiny_tokens(cells[_i], 50, 30, _i == 2 ? 1001 : 516, 2);
+    ct_module *m = cc_model_new(ctx, &rng, &c);
+    ck_assert_ptr_nonnull(m);
+    ct_module_train(m, false);
+    ct_module *rnn = cc_model_rnn(m), *out = cc_model_out(m);
+    ct_tensor *w = ct_module_param(out, "weight"), *bias = ct_module_param(out, "bias");
+    const float *emb = ct_data_f32(ct_module_param(cc_model_embed(m), "weight"));
+    const int T = 12, V = 50, H = (int)c.hidden;
+    int64_t toks[12];
+    for (int t = 0; t < T; t++) toks[t] = (int64_t)ct_rng_below(&rng, V);
+    ct_tensor *x = ct_from_i64(ctx, toks, CT_SHAPE(T, 1));
+    ct_tensor *want = cc_forward(m, x, NULL, NULL);
+    ck_assert_ptr_nonnull(want);
+    const int threads = ct_blas_threads();
+    ct_blas_set_threads(1);
+    ct_rnn_state *s1 = ct_rnn_state_new(rnn, 1), *s3 = ct_rnn_state_new(rnn, 1);
+    ct_blas_set_threads(2);
+    ct_rnn_state *s2 = ct_rnn_state_new(rnn, 1);
+    ct_blas_set_threads(threads);
+    ck_assert(s1 && s2 && s3);
+    float l1[50], l2[50], l3[50];
+    for (int t = 0; t < T; t++) {
+        const float *xt = emb + toks[t] * c.embed, *h1, *h2, *h3;
+        ck_assert_int_eq(ct_rnn_step_linear_f32(rnn, xt, s1, w, bias, l1, &h1), CT_OK);
+        ck_assert_int_eq(ct_rnn_step_linear_f32(rnn, xt, s2, w, bias, l2, &h2), CT_OK);
+        ck_assert_int_eq(ct_rnn_step_f32(rnn, xt, s3, &h3), CT_OK);
+        ck_assert_int_eq(memcmp(l1, l2, sizeof l1), 0);
+        ck_assert_int_eq(memcmp(h1, h2, sizeof(float) * (size_t)H), 0);
+        ck_assert_int_eq(memcmp(h1, h3, sizeof(float) * (size_t)H), 0);
+        ct_tensor *ht = ct_wrap_f32(ctx, (float *)h3, CT_SHAPE(1, H));
+        ct_tensor *lin = ct_linear_forward_at(CT_SRC, out, ht);
+        tu_assert_close_impl(__FILE__, __LINE__, lin, l1, 1e-5, 1e-5);
+        tu_assert_close_impl(__FILE__, __LINE__, ct_select(want, 0, t), l1, 1e-5, 1e-4);
+    }
+    ck_assert_int_eq(memcmp(ct_data_f32(ct_rnn_state_h(s1)), ct_data_f32(ct_rnn_state_h(s2)),
+                            sizeof(float) * (size_t)(2 * H)), 0);
+    /* errors */
+    const float *xt = emb;
+    ck_assert_int_eq(ct_rnn_step_linear_f32(rnn, xt, s1, ct_zeros(ctx, CT_SHAPE(V, H + 1)), NULL,
+                                            l1, NULL), CT_E_SHAPE);
+    assert_has(errs.last.msg, "rnn_step_linear: the weight has shape");
+    assert_has(errs.last.msg, "needs [V, ");
+    ck_assert_int_eq(ct_rnn_step_linear_f32(rnn, xt, s1, w, ct_zeros(ctx, CT_SHAPE(V - 1)), l1,
+                                            NULL), CT_E_SHAPE);
+    assert_has(errs.last.msg, "the bias has shape [49]");
+    ck_assert_int_eq(ct_rnn_step_linear_f32(rnn, xt, s1, ct_transpose(ct_zeros(ctx, CT_SHAPE(H, V)), 0, 1),
+                                            NULL, l1, NULL), CT_E_ARG);
+    assert_has(errs.last.msg, "contiguous float32 CPU tensor");
+    ck_assert_int_eq(ct_rnn_step_linear_f32(rnn, xt, s1, w, bias, NULL, NULL), CT_E_NULL);
+    assert_has(errs.last.msg, "logits is NULL");
+    ck_assert_int_eq(ct_rnn_step_linear_f32(rnn, NULL, s1, w, bias, l1, NULL), CT_E_NULL);
+    ck_assert_int_eq(ct_rnn_step_linear_f32(out, xt, s1, w, bias, l1, NULL), CT_E_ARG);
+    (void)l3;
+    ct_rnn_state_free(s1);
+    ct_rnn_state_free(s2);
+    ct_rnn_state_free(s3);
+    ct_module_free(m);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* ===== the fused layers over more than one backward block ==================================== */
+/* The fused backward runs in blocks of about 2048 rows (T*B) and an LSTM recomputes its cell
+ * states from per-block checkpoints; here T*B = 33*70 spans two blocks (the second partial),
+ * with variable lengths across the boundary and given h0, c0: every output and gradient
+ * matches cells built from primitive ops, and the embedded path matches the plain one. */
+static void reference_layers(ct_module *rnn, ct_module *const *cells, ct_tensor *x,
+                             const int64_t *lens, ct_tensor *h0, ct_tensor *c0, ct_tensor **out,
+                             ct_tensor **hn, ct_tensor **cn) {
+    const ct_rnn_config *cfg = ct_rnn_config_of(rnn);
+    const int64_t T = x->shape[0], B = x->shape[1];
+    ct_ctx *ctx = x->ctx;
+    ct_tensor *masks[64], *in = x, *hs[4], *cs[4], *steps[64];
+    float *mv = malloc(sizeof(float) * (size_t)B);
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t b = 0; b < B; b++) mv[b] = t < lens[b] ? 1.0f : 0.0f;
+        masks[t] = ct_from_f32(ctx, mv, CT_SHAPE(B, 1));
+    }
+    free(mv);
+    for (int l = 0; l < cfg->num_layers; l++) {
+        ct_tensor *h = ct_select(h0, 0, l), *cc = c0 ? ct_select(c0, 0, l) : NULL;
+        for (int64_t t = 0; t < T; t++) {
+            ct_tensor *xt = ct_select(in, 0, t), *hnew, *cnew = NULL;
+            if (cfg->mode == CT_LSTM)
+                ck_assert_int_eq(ct_lstm_cell_forward(cells[l], xt, h, cc, &hnew, &cnew), CT_OK);
+            else if (cfg->mode == CT_GRU)
+                hnew = ct_gru_cell_forward(cells[l], xt, h);
+            else
+                hnew = ct_rnn_cell_forward(cells[l], xt, h);
+            ct_tensor *m = masks[t], *keep = ct_rsub_scalar(1.0f, m);
+            steps[t] = ct_mul(hnew, m);
+            h = ct_add(steps[t], ct_mul(h, keep));
+            if (cnew) cc = ct_add(ct_mul(cnew, m), ct_mul(cc, keep));
+        }
+        hs[l] = h;
+        cs[l] = cc;
+        in = ct_stack((int)T, steps, 0);
+    }
+    *out = in;
+    *hn = ct_stack(cfg->num_layers, hs, 0);
+    *cn = c0 ? ct_stack(cfg->num_layers, cs, 0) : NULL;
+}
+
+START_TEST(test_blocked_backward) {
+    const ct_rnn_mode modes[3] = {CT_LSTM, CT_GRU, CT_RNN_TANH};
+    const ct_rnn_mode mode = modes[_i];
+    ct_ctx *ctx = tu_ctx(NULL);
+    ct_rng rng;
+    ct_rng_seed(&rng, 41 + _i);
+    const int64_t T = 33, B = 70, I = 3, H = 5, V = 9;
+    const int L = 2;
+    ct_rnn_config cfg = {mode, I, H, L, true, false, 0.0f};
+    ct_module *rnn = ct_rnn_new(ctx, &rng, &cfg);
+    ct_module *cells[2];
+    for (int l = 0; l < L; l++) {
+        int64_t in = l ? H : I;
+        cells[l] = mode == CT_LSTM ? ct_lstm_cell_new(ctx, &rng, in, H, true)
+                 : mode == CT_GRU ? ct_gru_cell_new(ctx, &rng, in, H, true)
+                                  : ct_rnn_cell_new(ctx, &rng, in, H, true, CT_RNN_TANH);
+        const char *names[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+        char fused[32];
+        for (int k = 0; k < 4; k++) {
+            snprintf(fused, sizeof fused, "%s_l%d", names[k], l);
+            ck_assert_int_eq(ct_inplace_copy(ct_module_param(cells[l], names[k]),
+                                             ct_module_param(rnn, fused)), CT_OK);
+        }
+    }
+    int64_t lens[70], tok[33 * 70];
+    for (int64_t b = 0; b < B; b++) lens[b] = b % 4 == 0 ? T : 1 + (b * 7) % T;
+    for (int64_t i = 0; i < T * B; i++) tok[i] = (int64_t)ct_rng_below(&rng, V);
+    /* three copies of the table: the embedded path, the plain one, the cells */
+    ct_tensor *emb = TU_RAND(ctx, 1, -1, 1, V, I), *emb2 = ct_clone(emb), *emb3 = ct_clone(emb);
+    ct_tensor *tokens = ct_from_i64(ctx, tok, CT_SHAPE(T, B));
+    ct_tensor *h0 = TU_RAND(ctx, 2, -1, 1, L, B, H), *h0r = ct_clone(h0);
+    ct_tensor *c0 = mode == CT_LSTM ? TU_RAND(ctx, 3, -1, 1, L, B, H) : NULL;
+    ct_tensor *c0r = c0 ? ct_clone(c0) : NULL;
+    ct_tensor *ins[7] = {emb, emb2, emb3, h0, h0r, c0, c0r};
+    for (int i = 0; i < 7; i++)
+        if (ins[i]) ct_set_requires_grad(ins[i], true);
+    ct_tensor *x = ct_embedding(emb2, tokens), *xr = ct_embedding(emb3, tokens);
+    ct_tensor *lengths = ct_from_i64(ctx, lens, CT_SHAPE(B));
+    ct_tensor *p1 = TU_RAND(ctx, 4, -1, 1, T, B, H), *p2 = TU_RAND(ctx, 5, -1, 1, L, B, H);
+    ct_tensor *p3 = TU_RAND(ctx, 6, -1, 1, L, B, H);
+    /* fused, embedded */
+    ct_tensor *out, *hn, *cn;
+    ck_assert_int_eq(ct_rnn_forward_embedded(rnn, emb, tokens, lengths, h0, c0, NULL, &out, &hn,
+                                             &cn), CT_OK);
+    ct_tensor *loss = ct_add(ct_sum_all(ct_mul(out, p1)), ct_sum_all(ct_mul(hn, p2)));
+    if (cn) loss = ct_add(loss, ct_sum_all(ct_mul(cn, p3)));
+    ck_assert_int_eq(ct_backward(loss), CT_OK);
+    ct_tensor *gw[8];
+    for (int i = 0; i < 4 * L; i++) gw[i] = ct_clone(ct_grad(rnn->params[i]));
+    ct_tensor *gh0 = ct_clone(ct_grad(h0)), *gc0 = c0 ? ct_clone(ct_grad(c0)) : NULL;
+    /* fused, plain input (through ct_embedding) */
+    ct_module_zero_grad(rnn);
+    ct_zero_grad(h0);
+    if (c0) ct_zero_grad(c0);
+    ct_tensor *out2, *hn2, *cn2;
+    ck_assert_int_eq(ct_rnn_forward(rnn, x, lengths, h0, c0, NULL, &out2, &hn2, &cn2), CT_OK);
+    loss = ct_add(ct_sum_all(ct_mul(out2, p1)), ct_sum_all(ct_mul(hn2, p2)));
+    if (cn2) loss = ct_add(loss, ct_sum_all(ct_mul(cn2, p3)));
+    ck_assert_int_eq(ct_backward(loss), CT_OK);
+    /* cells */
+    ct_tensor *outr, *hnr, *cnr;
+    reference_layers(rnn, cells, xr, lens, h0r, c0r, &outr, &hnr, &cnr);
+    loss = ct_add(ct_sum_all(ct_mul(outr, p1)), ct_sum_all(ct_mul(hnr, p2)));
+    if (cnr) loss = ct_add(loss, ct_sum_all(ct_mul(cnr, p3)));
+    ck_assert_int_eq(ct_backward(loss), CT_OK);
+    tu_assert_tensors_close(out, outr, 1e-5, 1e-4);
+    tu_assert_tensors_close(out2, outr, 1e-5, 1e-4);
+    tu_assert_tensors_close(hn, hnr, 1e-5, 1e-4);
+    if (cn) tu_assert_tensors_close(cn, cnr, 1e-5, 1e-4);
+    tu_assert_tensors_close(ct_grad(emb), ct_grad(emb3), 1e-4, 1e-4);
+    tu_assert_tensors_close(ct_grad(emb2), ct_grad(emb3), 1e-4, 1e-4);
+    tu_assert_tensors_close(gh0, ct_grad(h0r), 1e-5, 1e-4);
+    tu_assert_tensors_close(ct_grad(h0), ct_grad(h0r), 1e-5, 1e-4);
+    if (c0) tu_assert_tensors_close(gc0, ct_grad(c0r), 1e-5, 1e-4);
+    if (c0) tu_assert_tensors_close(ct_grad(c0), ct_grad(c0r), 1e-5, 1e-4);
+    const char *names[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < 4; k++) {
+            ct_tensor *want = ct_grad(ct_module_param(cells[l], names[k]));
+            tu_assert_tensors_close(gw[l * 4 + k], want, 1e-4, 1e-4);
+            tu_assert_tensors_close(ct_grad(rnn->params[l * 4 + k]), want, 1e-4, 1e-4);
+        }
+    for (int l = 0; l < L; l++) ct_module_free(cells[l]);
+    ct_module_free(rnn);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 Suite *models_suite(void) {
     Suite *s = suite_create("models");
     TCase *tc = tcase_create("composer");
@@ -1033,6 +1239,8 @@ Suite *models_suite(void) {
     tcase_add_test(tc, test_forward_and_loss_errors);
     tcase_add_loop_test(tc, test_checkpoint_roundtrip, 0, 2);
     tcase_add_test(tc, test_checkpoint_refusals);
+    tcase_add_loop_test(tc, test_step_linear_threads, 0, 3);
+    tcase_add_loop_test(tc, test_blocked_backward, 0, 3);
     suite_add_tcase(s, tc);
     return s;
 }
