@@ -245,6 +245,10 @@ ct_status ct_module_flatten(ct_module *root) {
         off += k;
     }
     ct_scope_end(ctx);
+    /* the parameters' old blocks went to the allocator's cache, where nothing of the same
+     * sizes will ask for them again: give them (and the cache with them) back to the system
+     * now rather than carry them through training (flattening happens once) */
+    ct_ctx_empty_cache(ctx);
     return CT_OK;
 }
 

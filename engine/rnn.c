@@ -22,6 +22,7 @@
 typedef struct rnn_impl {
     uint32_t magic;
     ct_rnn_config cfg;
+    int recompute;          /* ct_rnn_set_recompute: CT_RNN_RECOMPUTE_AUTO or 0..num_layers */
 } rnn_impl;
 
 int ct_rnn_gates(ct_rnn_mode mode) { return mode == CT_LSTM ? 4 : mode == CT_GRU ? 3 : 1; }
@@ -87,6 +88,7 @@ ct_module *ct_rnn_new(ct_ctx *ctx, ct_rng *rng, const ct_rnn_config *cfg) {
     rnn_impl *im = m->impl;
     im->magic = RNN_MAGIC;
     im->cfg = *cfg;
+    im->recompute = CT_RNN_RECOMPUTE_AUTO;
     m->forward = rnn_module_forward;
     const int64_t H = cfg->hidden_size, GH = ct_rnn_gates(cfg->mode) * H;
     const float k = (float)(1.0 / sqrt((double)H));
@@ -114,7 +116,7 @@ ct_module *ct_rnn_new(ct_ctx *ctx, ct_rng *rng, const ct_rnn_config *cfg) {
 }
 
 /* ---- the layer node --------------------------------------------------------------------------- */
-enum { IV_MODE, IV_T, IV_B, IV_I, IV_H, IV_MASKED, IV_V };
+enum { IV_MODE, IV_T, IV_B, IV_I, IV_H, IV_MASKED, IV_V, IV_RECOMPUTE };
 /* IN_X is the embedding table [V, I] when the layer reads tokens (IN_TOK, [T, B]) */
 enum { IN_X, IN_WIH, IN_WHH, IN_BIH, IN_BHH, IN_H0, IN_C0, IN_LEN, IN_TOK, IN_COUNT };
 enum { SV_GATES, SV_AUX, SV_OUT, SV_XM };
@@ -141,7 +143,7 @@ static ct_status layer_bw(ct_node *n, ct_tensor *const *g, ct_tensor **gin) {
     const ct_rnn_mode mode = (ct_rnn_mode)n->iv[IV_MODE];
     const int64_t T = n->iv[IV_T], B = n->iv[IV_B], NI = n->iv[IV_I], H = n->iv[IV_H];
     const int64_t GH = ct_rnn_gates(mode) * H;
-    const ct_device dev = n->saved[SV_GATES]->storage->device;
+    const ct_device dev = n->saved[SV_OUT]->storage->device;
     const struct ct_kernels_rnn *k = kernels_for(ctx, n->src, layer_defs_name(mode), dev);
     if (!k) return ct_ctx_status(ctx);
     ct_tensor *go = ct_contiguous_at(n->src, g[0]);
@@ -161,15 +163,39 @@ static ct_status layer_bw(ct_node *n, ct_tensor *const *g, ct_tensor **gin) {
     ct_tensor *table = V > 0 ? ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){V, GH}) : NULL;
     if (!work || (V > 0 && !table)) return ct_ctx_status(ctx);
     ct_tensor *len = n->in[IN_LEN];
+    const int64_t *lens = n->iv[IV_MASKED] && len ? ct_data_i64(len) : NULL;
+    const float *x = fptr(n->saved[SV_XM] ? n->saved[SV_XM] : n->in[IN_X]);
+    const int64_t *tokens = V > 0 ? ct_data_i64(n->in[IN_TOK]) : NULL;
+    const float *gates = fptr(n->saved[SV_GATES]), *aux = fptr(n->saved[SV_AUX]);
+    if (n->iv[IV_RECOMPUTE]) {
+        /* the forward kept neither gates nor aux: run the layer again (same inputs, same
+         * weights: the engine has checked their versions) into scratch outputs */
+        const int64_t n_aux = k->aux_floats(mode, T, B, H), nfw = k->fwd_work_floats(mode, T, B, H);
+        ct_tensor *g2 = ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){T * B, GH});
+        ct_tensor *aux2 = n_aux > 0 ? ct__new(ctx, CT_F32, dev, 1, &n_aux) : NULL;
+        ct_tensor *o2 = ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){T * B, H});
+        ct_tensor *hc2 = ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){2, B * H});
+        ct_tensor *fw = ct__new(ctx, CT_F32, dev, 1, &nfw);
+        if (!g2 || (n_aux > 0 && !aux2) || !o2 || !hc2 || !fw) return ct_ctx_status(ctx);
+        ct_rnn_fwd_args f = {
+            .mode = mode, .T = T, .B = B, .n_in = NI, .H = H, .x = x,
+            .w_ih = fptr(n->in[IN_WIH]), .w_hh = fptr(n->in[IN_WHH]),
+            .b_ih = fptr(n->in[IN_BIH]), .b_hh = fptr(n->in[IN_BHH]),
+            .h0 = fptr(n->in[IN_H0]), .c0 = fptr(n->in[IN_C0]),
+            .lens = lens, .tokens = tokens, .V = V, .table = table ? ct_data(table) : NULL,
+            .gates = ct_data(g2), .aux = aux2 ? ct_data(aux2) : NULL, .out = ct_data(o2),
+            .h_n = ct_data(hc2), .c_n = (float *)ct_data(hc2) + B * H, .work = ct_data(fw),
+        };
+        k->forward(&f);
+        gates = ct_data(g2);
+        aux = aux2 ? ct_data(aux2) : NULL;
+    }
     ct_rnn_bwd_args a = {
         .mode = mode, .T = T, .B = B, .n_in = NI, .H = H,
-        .x = fptr(n->saved[SV_XM] ? n->saved[SV_XM] : n->in[IN_X]),
-        .w_ih = fptr(n->in[IN_WIH]), .w_hh = fptr(n->in[IN_WHH]),
+        .x = x, .w_ih = fptr(n->in[IN_WIH]), .w_hh = fptr(n->in[IN_WHH]),
         .h0 = fptr(n->in[IN_H0]), .c0 = fptr(n->in[IN_C0]),
-        .lens = n->iv[IV_MASKED] && len ? ct_data_i64(len) : NULL,
-        .tokens = V > 0 ? ct_data_i64(n->in[IN_TOK]) : NULL, .V = V,
-        .table = table ? ct_data(table) : NULL,
-        .gates = fptr(n->saved[SV_GATES]), .aux = fptr(n->saved[SV_AUX]),
+        .lens = lens, .tokens = tokens, .V = V, .table = table ? ct_data(table) : NULL,
+        .gates = gates, .aux = aux,
         .out = fptr(n->saved[SV_OUT]),
         .g_out = fptr(go), .g_hn = fptr(ghn), .g_cn = fptr(gcn),
         .dx = d[IN_X], .dw_ih = d[IN_WIH], .dw_hh = d[IN_WHH], .db_ih = d[IN_BIH],
@@ -193,7 +219,7 @@ static const ct_op_def layer_defs[4] = {
 static ct_status layer_forward(ct_src src, ct_module *m, const ct_rnn_config *cfg, int l,
                                ct_tensor *x, ct_tensor *emb, ct_tensor *tok, ct_tensor *h0,
                                ct_tensor *c0, ct_tensor *lengths, const int64_t *lens,
-                               ct_tensor **out, ct_tensor **hn, ct_tensor **cn) {
+                               bool recompute, ct_tensor **out, ct_tensor **hn, ct_tensor **cn) {
     ct_ctx *ctx = m->ctx;
     const ct_rnn_mode mode = cfg->mode;
     const int64_t T = emb ? tok->shape[0] : x->shape[0], B = emb ? tok->shape[1] : x->shape[1];
@@ -208,24 +234,28 @@ static ct_status layer_forward(ct_src src, ct_module *m, const ct_rnn_config *cf
         w[i] = p ? ct_contiguous_at(src, p) : NULL;
         if (p && !w[i]) return ct_ctx_status(ctx);
     }
-    ct_tensor *gates = ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){T * B, GH});
-    const int64_t n_aux = k->aux_floats(mode, T, B, H);
-    ct_tensor *aux = n_aux > 0 ? ct__new(ctx, CT_F32, dev, 1, &n_aux) : NULL;
     ct_tensor *o = ct__new(ctx, CT_F32, dev, 3, (const int64_t[]){T, B, H});
     ct_tensor *h = ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){B, H});
     ct_tensor *c = mode == CT_LSTM ? ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){B, H}) : NULL;
+    if (!o || !h || (mode == CT_LSTM && !c)) return ct_ctx_status(ctx);
+    /* The scratch, the gates and aux live in an inner scope: what the node saves survives
+     * it, the rest (everything, when the layer recomputes in backward) goes back to the
+     * allocator before the next layer runs. */
+    ct_status st = CT_OK;
+    ct_scope_begin(ctx);
+    ct_tensor *gates = ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){T * B, GH});
+    const int64_t n_aux = k->aux_floats(mode, T, B, H);
+    ct_tensor *aux = n_aux > 0 ? ct__new(ctx, CT_F32, dev, 1, &n_aux) : NULL;
     int64_t nw = k->fwd_work_floats(mode, T, B, H);
     ct_tensor *work = ct__new(ctx, CT_F32, dev, 1, &nw);
     ct_tensor *table = emb ? ct__new(ctx, CT_F32, dev, 2, (const int64_t[]){V, GH}) : NULL;
-    if (!gates || !o || !h || !work || (n_aux > 0 && !aux) || (mode == CT_LSTM && !c) ||
-        (emb && !table))
-        return ct_ctx_status(ctx);
+    if (!gates || !work || (n_aux > 0 && !aux) || (emb && !table)) goto fail;
     /* a first layer with padding reads (and saves) x with the padded rows zeroed, so that
      * nothing in the padding can reach a weight gradient */
     ct_tensor *xm = NULL;
     if (lens && l == 0 && !emb) {
         xm = ct__new(ctx, CT_F32, dev, 3, x->shape);
-        if (!xm) return ct_ctx_status(ctx);
+        if (!xm) goto fail;
         const float *src_x = ct_data(x);
         float *dst = ct_data(xm);
         for (int64_t t = 0; t < T; t++)
@@ -252,7 +282,7 @@ static ct_status layer_forward(ct_src src, ct_module *m, const ct_rnn_config *cf
         ct_tensor *outs[3] = {o, h, c};
         ct_node *nd = ct__record(src, &layer_defs[mode], IN_COUNT, ins, mode == CT_LSTM ? 3 : 2,
                                  outs);
-        if (!nd) return ct_ctx_status(ctx);
+        if (!nd) goto fail;
         nd->iv[IV_MODE] = mode;
         nd->iv[IV_T] = T;
         nd->iv[IV_B] = B;
@@ -260,15 +290,52 @@ static ct_status layer_forward(ct_src src, ct_module *m, const ct_rnn_config *cf
         nd->iv[IV_H] = H;
         nd->iv[IV_MASKED] = lens != NULL;
         nd->iv[IV_V] = V;
-        ct__save(nd, gates);
-        ct__save(nd, aux);
+        nd->iv[IV_RECOMPUTE] = recompute;
+        ct__save(nd, recompute ? NULL : gates);
+        ct__save(nd, recompute ? NULL : aux);
         ct__save(nd, o);
         ct__save(nd, xm);
     }
+    ct_scope_end(ctx);
     *out = o;
     *hn = h;
     *cn = c;
     return CT_OK;
+fail:
+    st = ct_ctx_status(ctx);
+    ct_scope_end(ctx);
+    return st;
+}
+
+/* Whether layer l recomputes its gates in backward instead of keeping them (rnn_impl.recompute;
+ * see ct_rnn_set_recompute). */
+static bool layer_recomputes(const rnn_impl *im, int l, int64_t T, int64_t B) {
+    if (im->recompute != CT_RNN_RECOMPUTE_AUTO) return l < im->recompute;
+    const int64_t GH = ct_rnn_gates(im->cfg.mode) * im->cfg.hidden_size;
+    return l < im->cfg.num_layers - 1 &&
+           T * B * GH * (int64_t)sizeof(float) >= CT_RNN_RECOMPUTE_MIN_BYTES;
+}
+
+ct_status ct_rnn_set_recompute(ct_module *m, int layers) {
+    rnn_impl *im = (rnn_impl *)impl_of(m);
+    if (!im) {
+        if (m && m->ctx)
+            ct_fail(m->ctx, CT_E_ARG, "rnn_set_recompute: module %s is not a fused recurrent "
+                    "module (made by ct_rnn_new)", m->kind ? m->kind : "(unnamed)");
+        return CT_E_ARG;
+    }
+    if (layers != CT_RNN_RECOMPUTE_AUTO && (layers < 0 || layers > im->cfg.num_layers)) {
+        ct_fail(m->ctx, CT_E_ARG, "rnn_set_recompute: %d layers; expected %d (CT_RNN_RECOMPUTE_AUTO) "
+                "or 0..%d (num_layers)", layers, CT_RNN_RECOMPUTE_AUTO, im->cfg.num_layers);
+        return CT_E_ARG;
+    }
+    im->recompute = layers;
+    return CT_OK;
+}
+
+int ct_rnn_recompute_layers(const ct_module *m) {
+    const rnn_impl *im = impl_of(m);
+    return im ? im->recompute : CT_RNN_RECOMPUTE_AUTO;
 }
 
 /* ---- the checked front end ----------------------------------------------------------------- */
@@ -468,7 +535,8 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
         if ((h0c && !h0l) || (c0c && !c0l)) { st = ct_ctx_status(ctx); goto done; }
         ct_tensor *ol = NULL;
         st = layer_forward(src, m, cfg, l, xl, l == 0 ? embc : NULL, l == 0 ? tok : NULL, h0l,
-                           c0l, lengths, lens, &ol, &hs[l], &cs[l]);
+                           c0l, lengths, lens, layer_recomputes(im, l, T, B),
+                           &ol, &hs[l], &cs[l]);
         if (st != CT_OK) goto done;
         xl = ol;
         if (drop && l < L - 1) {

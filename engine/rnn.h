@@ -88,6 +88,27 @@ ct_module *ct_rnn_new(ct_ctx *ctx, ct_rng *rng, const ct_rnn_config *cfg);
 /* The configuration of a module made by ct_rnn_new; NULL for any other module. */
 const ct_rnn_config *ct_rnn_config_of(const ct_module *m);
 
+/* Memory for speed in training (what torch.utils.checkpoint does by hand): a layer that
+ * recomputes runs its forward again in backward instead of keeping its gate activations
+ * ([T*B, G*H] floats, the largest thing a layer saves; GRU: also its [T*B, H] aux) from
+ * forward to backward. Recomputing costs that layer's forward once more (a first layer fed
+ * by ct_rnn_forward_embedded: only its recurrent products).
+ *   layers = 0..num_layers      the first `layers` layers recompute (0: none, the fastest;
+ *                               num_layers: all, the least memory)
+ *   CT_RNN_RECOMPUTE_AUTO       (the default) when one layer's gates take at least
+ *                               CT_RNN_RECOMPUTE_MIN_BYTES, every layer but the last
+ *                               recomputes, so backward holds at most two layers' gates
+ *                               whatever the depth (a 3x512 LSTM at B32 T256: 462 -> 350 MB
+ *                               peak RSS for some 15 % more time per step); a smaller model
+ *                               keeps everything.
+ * Results are the same either way (the same kernels on the same inputs). CT_E_ARG for a
+ * module not made by ct_rnn_new or a count outside 0..num_layers. */
+#define CT_RNN_RECOMPUTE_AUTO (-1)
+#define CT_RNN_RECOMPUTE_MIN_BYTES ((int64_t)32 << 20)
+ct_status ct_rnn_set_recompute(ct_module *m, int layers);
+/* The setting (CT_RNN_RECOMPUTE_AUTO for any module not made by ct_rnn_new). */
+int ct_rnn_recompute_layers(const ct_module *m);
+
 /* Runs the whole sequence.
  *   x        float32 [T, B, input_size] ([B, T, input_size] when batch_first), any strides
  *   lengths  int64 [B] with 1 <= lengths[b] <= T, or NULL (every sequence has length T)

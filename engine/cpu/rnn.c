@@ -852,19 +852,22 @@ DISPATCH(run_chunk, (const step_job *j, int64_t k), (j, k))
  * slices, a step then waits for whichever thread ran last, and the spinning costs the
  * caller's own share: one thread alone is faster. So the stepper times its steps, keeps a
  * moving average of the step time with the pool and alone (per kind of step: with or
- * without the output layer), runs the faster way, and tries the other way now and then to
- * follow the machine's load: EXPLORE_BURST steps (the first, which wakes a sleeping worker,
- * not counted) after EXPLORE_MIN steps, and twice as many after every try that confirms the
- * choice (up to EXPLORE_MAX). The results are the same bits either way. While the caller
- * waits for a worker's chunk longer than POOL_STALL_NS (a chunk takes some 10-30 us) it
- * yields the processor instead of spinning. */
+ * without the output layer), and uses the pool while its average is below POOL_GAIN times
+ * the solo one, trying the other way now and then to follow the machine's load:
+ * EXPLORE_BURST steps (the first, which may wake a sleeping worker, not counted) after
+ * EXPLORE_MIN steps, and twice as many after every try that confirms the choice (up to
+ * EXPLORE_MAX). The results are the same bits either way. While the caller waits for a
+ * worker's chunk longer than POOL_STALL_NS (a chunk takes some 10-30 us, a preempted worker
+ * a scheduler slice) it yields the processor instead of spinning, and when it goes solo it
+ * tells the workers to sleep at once ("park") rather than spin. */
 #define POOL_MIN_FLOATS (2 * 1024 * 1024)
 #define POOL_MAX_THREADS 8
 #define POOL_SPIN_NS 2000000LL
 #define POOL_STALL_NS 200000LL
-#define EXPLORE_MIN 16
+#define EXPLORE_MIN 32
 #define EXPLORE_BURST 4
 #define EXPLORE_MAX 1024
+#define POOL_GAIN 0.9
 #define CHUNK_FLOATS (64 * 1024)
 
 struct ct_rnn_stepper {
@@ -888,6 +891,7 @@ struct ct_rnn_stepper {
     _Alignas(64) _Atomic int64_t done;
     _Alignas(64) _Atomic int sleepers;
     _Atomic int quit;
+    _Atomic int park;                 /* the next steps are solo: workers, sleep now */
 };
 
 static inline void cpu_relax(void) {
@@ -941,7 +945,9 @@ static void *worker_main(void *arg) {
             continue;
         }
         for (int i = 0; i < 64; i++) cpu_relax();
-        if (now_ns() - idle_since < POOL_SPIN_NS) continue;
+        if (now_ns() - idle_since < POOL_SPIN_NS &&
+            !atomic_load_explicit(&s->park, memory_order_relaxed))
+            continue;
         pthread_mutex_lock(&s->mu);
         atomic_fetch_add(&s->sleepers, 1);
         while (!atomic_load(&s->quit) && CLAIM_SEQ(atomic_load(&s->claim)) == seen)
@@ -959,6 +965,8 @@ static void run_job(ct_rnn_stepper *s, int64_t n) {
         for (int64_t k = 0; k < n; k++) run_chunk(&s->job, k);
         return;
     }
+    if (atomic_load_explicit(&s->park, memory_order_relaxed))
+        atomic_store_explicit(&s->park, 0, memory_order_relaxed);
     s->seq = (s->seq + 1) & 0xFFFFFF;
     if (s->seq == 0) s->seq = 1;
     atomic_store_explicit(&s->done, 0, memory_order_relaxed);
@@ -991,7 +999,7 @@ static bool choose_pool(ct_rnn_stepper *s, int with_out) {
         s->trying = false;
         return avg[1] == 0;
     }
-    bool pool = avg[1] <= avg[0];
+    bool pool = avg[1] < POOL_GAIN * avg[0];
     if (s->gap[with_out] == 0) s->gap[with_out] = EXPLORE_MIN;
     if (++s->since[with_out] >= s->gap[with_out]) {
         s->since[with_out] = 0;
@@ -1013,7 +1021,8 @@ static void record_step(ct_rnn_stepper *s, int with_out, int64_t ns) {
     else if (s->burst < EXPLORE_BURST - 1) *a += ((double)ns - *a) * 0.5;
     if (--s->burst > 0 || !s->trying) return;
     int64_t *gap = &s->gap[with_out];
-    if ((avg[1] <= avg[0]) == s->preferred) *gap = *gap * 2 > EXPLORE_MAX ? EXPLORE_MAX : *gap * 2;
+    if ((avg[1] < POOL_GAIN * avg[0]) == s->preferred)
+        *gap = *gap * 2 > EXPLORE_MAX ? EXPLORE_MAX : *gap * 2;
     else *gap = EXPLORE_MIN;
 }
 
@@ -1047,6 +1056,7 @@ static ct_rnn_stepper *stepper_new(ct_rnn_mode mode, int L, int64_t B, int64_t n
     atomic_init(&s->done, 0);
     atomic_init(&s->sleepers, 0);
     atomic_init(&s->quit, 0);
+    atomic_init(&s->park, 0);
     /* bias (G+1)*H | g B*GH | gh B*GH | hn B*H */
     s->buf = malloc(sizeof(float) * (size_t)((G + 1) * H + 2 * B * GH + B * H));
     if (!s->buf) { free(s); return NULL; }
@@ -1091,7 +1101,9 @@ static void cpu_step(ct_rnn_stepper *s, const ct_rnn_step_args *a) {
     int64_t in = a->n_in;
     if (B == 1) {
         const int with_out = a->w_out != NULL;
+        const bool was_pooled = s->pooled;
         s->pooled = choose_pool(s, with_out);
+        if (was_pooled && !s->pooled) atomic_store_explicit(&s->park, 1, memory_order_relaxed);
         const int64_t t_start = s->n_workers ? now_ns() : 0;
         step_job *j = &s->job;
         j->kind = JOB_LAYER;

@@ -4,7 +4,9 @@
  * and PyTorch's nn.LSTM / GRU / RNN (tests/gen_golden_rnn.py writes fixtures/rnn/ *.npz). */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "engine/layers.h"
 #include "engine/npy.h"
 #include "engine/rnn.h"
 #include "testutil.h"
@@ -37,6 +39,7 @@ typedef struct ref_case {
     bool state, batch_first, bias;
     const int64_t *lengths;     /* NULL: all T */
     float dropout;
+    int recompute;              /* > 0: ct_rnn_set_recompute(m, recompute) */
 } ref_case;
 
 static ct_module *cell_for(ct_ctx *ctx, ct_rng *rng, ct_rnn_mode mode, int64_t in, int64_t h,
@@ -95,6 +98,7 @@ static void run_against_cells(const ref_case *c) {
     ct_rnn_config cfg = {c->mode, c->in, c->hidden, c->layers, c->bias, c->batch_first, c->dropout};
     ct_module *m = ct_rnn_new(ctx, &rng, &cfg);
     ck_assert_ptr_nonnull(m);
+    if (c->recompute) ck_assert_int_eq(ct_rnn_set_recompute(m, c->recompute), CT_OK);
     ct_module *cells[4];
     for (int l = 0; l < c->layers; l++) {
         cells[l] = cell_for(ctx, &rng, c->mode, l ? c->hidden : c->in, c->hidden, c->bias);
@@ -180,24 +184,30 @@ static void run_against_cells(const ref_case *c) {
 static const int64_t len3[] = {5, 2, 4}, len3b[] = {1, 5, 3}, len36[] = {3, 6}, len1[] = {3};
 static const ref_case fused_cases[] = {
     /* mode, L, in, H, T, B, state, batch_first, bias, lengths, dropout */
-    {CT_LSTM, 1, 4, 6, 5, 3, false, false, true, NULL, 0},
-    {CT_LSTM, 2, 3, 8, 5, 3, true, false, true, len3, 0},
-    {CT_LSTM, 3, 4, 9, 5, 3, true, true, true, len3b, 0},
-    {CT_LSTM, 2, 5, 16, 4, 1, true, false, true, NULL, 0},          /* batch 1: GEMV */
-    {CT_LSTM, 2, 3, 5, 6, 2, false, false, false, len36, 0},         /* no bias */
-    {CT_GRU, 1, 4, 6, 5, 3, false, false, true, NULL, 0},
-    {CT_GRU, 2, 3, 8, 5, 3, true, false, true, len3, 0},
-    {CT_GRU, 3, 2, 11, 5, 1, true, true, true, len1, 0},
-    {CT_GRU, 2, 3, 4, 6, 2, true, false, false, len36, 0},
-    {CT_RNN_TANH, 1, 4, 6, 5, 3, false, false, true, NULL, 0},
-    {CT_RNN_TANH, 2, 3, 8, 5, 3, true, true, true, len3, 0},
-    {CT_RNN_RELU, 3, 3, 10, 5, 3, true, false, true, len3b, 0},
-    {CT_RNN_RELU, 1, 3, 4, 4, 1, false, false, true, NULL, 0},
-    {CT_RNN_TANH, 2, 1, 1, 6, 2, true, false, true, len36, 0},       /* one unit, one gate */
-    {CT_LSTM, 2, 1, 1, 4, 1, true, true, true, NULL, 0},
+    {CT_LSTM, 1, 4, 6, 5, 3, false, false, true, NULL, 0, 0},
+    {CT_LSTM, 2, 3, 8, 5, 3, true, false, true, len3, 0, 0},
+    {CT_LSTM, 3, 4, 9, 5, 3, true, true, true, len3b, 0, 0},
+    {CT_LSTM, 2, 5, 16, 4, 1, true, false, true, NULL, 0, 0},          /* batch 1: GEMV */
+    {CT_LSTM, 2, 3, 5, 6, 2, false, false, false, len36, 0, 0},         /* no bias */
+    {CT_GRU, 1, 4, 6, 5, 3, false, false, true, NULL, 0, 0},
+    {CT_GRU, 2, 3, 8, 5, 3, true, false, true, len3, 0, 0},
+    {CT_GRU, 3, 2, 11, 5, 1, true, true, true, len1, 0, 0},
+    {CT_GRU, 2, 3, 4, 6, 2, true, false, false, len36, 0, 0},
+    {CT_RNN_TANH, 1, 4, 6, 5, 3, false, false, true, NULL, 0, 0},
+    {CT_RNN_TANH, 2, 3, 8, 5, 3, true, true, true, len3, 0, 0},
+    {CT_RNN_RELU, 3, 3, 10, 5, 3, true, false, true, len3b, 0, 0},
+    {CT_RNN_RELU, 1, 3, 4, 4, 1, false, false, true, NULL, 0, 0},
+    {CT_RNN_TANH, 2, 1, 1, 6, 2, true, false, true, len36, 0, 0},       /* one unit, one gate */
+    {CT_LSTM, 2, 1, 1, 4, 1, true, true, true, NULL, 0, 0},
     /* dropout between layers: the reference draws the same masks from the same rng */
-    {CT_LSTM, 3, 3, 8, 5, 3, true, false, true, len3, 0.4f},
-    {CT_GRU, 2, 3, 8, 5, 3, false, true, true, NULL, 0.3f},
+    {CT_LSTM, 3, 3, 8, 5, 3, true, false, true, len3, 0.4f, 0},
+    {CT_GRU, 2, 3, 8, 5, 3, false, true, true, NULL, 0.3f, 0},
+    /* layers that recompute their gates in backward (ct_rnn_set_recompute) */
+    {CT_LSTM, 3, 4, 9, 5, 3, true, true, true, len3b, 0, 3},
+    {CT_LSTM, 3, 3, 8, 5, 3, true, false, true, len3, 0.4f, 2},
+    {CT_GRU, 2, 3, 8, 5, 3, true, false, true, len3, 0, 1},
+    {CT_GRU, 3, 2, 11, 5, 1, true, true, true, len1, 0, 3},
+    {CT_RNN_RELU, 3, 3, 10, 5, 3, true, false, true, len3b, 0, 3},
 };
 
 START_TEST(test_fused_vs_cells) { run_against_cells(&fused_cases[_i]); }
@@ -953,6 +963,105 @@ START_TEST(test_golden_pytorch) {
 END_TEST
 
 /* ---- memory: a training loop does not grow --------------------------------------------------- */
+/* One training pass of an embedded 3-layer LSTM (with lengths) in its own context; returns
+ * the outputs and every gradient flattened into out (host floats) and the context's peak
+ * bytes. recompute: the ct_rnn_set_recompute argument. */
+static int64_t recompute_run(int recompute, int64_t T, int64_t B, int64_t H, int L, float *out,
+                             int64_t *n_out) {
+    ct_ctx *ctx = tu_ctx(NULL);
+    ct_rng rng;
+    ct_rng_seed(&rng, 5);
+    ct_rnn_config cfg = config(CT_LSTM, 3, H, L);
+    ct_module *m = ct_rnn_new(ctx, &rng, &cfg);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(ct_rnn_set_recompute(m, recompute), CT_OK);
+    ck_assert_int_eq(ct_rnn_recompute_layers(m), recompute);
+    ct_module_flatten(m);
+    ct_tensor *emb = TU_RAND(ctx, 1, -1, 1, 7, 3);
+    ct_set_requires_grad(emb, true);
+    ct_tensor *tok = ct_empty(ctx, CT_I64, CT_SHAPE(T, B));
+    for (int64_t i = 0; i < T * B; i++) ct_data_i64(tok)[i] = (i * 5 + i / 3) % 7;
+    int64_t lv[64];
+    for (int64_t b = 0; b < B; b++) lv[b] = T - (b * 3) % T;
+    ct_tensor *len = ct_from_i64(ctx, lv, CT_SHAPE(B));
+    ct_tensor *c0 = TU_RAND(ctx, 2, -1, 1, L, B, H);
+    ct_set_requires_grad(c0, true);
+    ct_tensor *o, *hn, *cn;
+    ck_assert_int_eq(ct_rnn_forward_embedded(m, emb, tok, len, NULL, c0, NULL, &o, &hn, &cn), CT_OK);
+    ct_tensor *p = TU_RAND(ctx, 3, -1, 1, T, B, H);
+    ck_assert_int_eq(ct_backward(ct_add(ct_sum_all(ct_mul(o, p)), ct_sum_all(ct_mul(cn, cn)))),
+                     CT_OK);
+    int64_t k = 0;
+    ct_tensor *parts[] = {o, hn, cn, ct_grad(emb), ct_grad(c0), ct_module_flat_grads(m)};
+    for (int i = 0; i < 6; i++) {
+        ck_assert_ptr_nonnull(parts[i]);
+        int64_t n = ct_numel(parts[i]);
+        if (out) ck_assert_int_eq(ct_copy_to_host(parts[i], out + k, sizeof(float) * (size_t)n), CT_OK);
+        k += n;
+    }
+    *n_out = k;
+    int64_t peak = ct_ctx_mem_stats(ctx).peak_bytes;
+    ct_module_free(m);
+    ct_ctx_free(ctx);
+    return peak;
+}
+
+START_TEST(test_recompute) {
+    /* the same bits whichever layers recompute, and less memory the more do */
+    const int64_t T = 16, B = 4, H = 8;
+    int64_t n = 0;
+    recompute_run(0, T, B, H, 3, NULL, &n);
+    float *ref = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)n);
+    int64_t peak0 = recompute_run(0, T, B, H, 3, ref, &n), prev = peak0;
+    for (int r = 1; r <= 3; r++) {
+        int64_t peak = recompute_run(r, T, B, H, 3, got, &n);
+        ck_assert_msg(memcmp(ref, got, sizeof(float) * (size_t)n) == 0,
+                      "recompute %d changed the results", r);
+        /* (recomputing the last layer too moves the peak into its own recompute) */
+        if (r < 3) ck_assert_int_lt(peak, prev);
+        else ck_assert_int_le(peak, prev);
+        prev = peak;
+    }
+    /* AUTO: small layers keep their gates (the same peak as no recompute) ... */
+    ck_assert_int_eq(recompute_run(CT_RNN_RECOMPUTE_AUTO, T, B, H, 3, got, &n), peak0);
+    ck_assert(memcmp(ref, got, sizeof(float) * (size_t)n) == 0);
+    free(ref);
+    free(got);
+    /* ... large ones (gates of at least CT_RNN_RECOMPUTE_MIN_BYTES) recompute all but the
+     * last: here 2 layers of H = 16 over 2048 x 64 positions, 32 MiB of gates each */
+    const int64_t T2 = 2048, B2 = 64, H2 = 16;
+    ck_assert_int_ge(T2 * B2 * 4 * H2 * 4, CT_RNN_RECOMPUTE_MIN_BYTES);
+    int64_t none = recompute_run(0, T2, B2, H2, 2, NULL, &n);
+    int64_t one = recompute_run(1, T2, B2, H2, 2, NULL, &n);
+    int64_t aut = recompute_run(CT_RNN_RECOMPUTE_AUTO, T2, B2, H2, 2, NULL, &n);
+    ck_assert_int_eq(aut, one);
+    ck_assert_int_le(aut, none - T2 * B2 * 4 * H2 * 4 / 2);
+
+    /* errors: another kind of module, a count outside 0..num_layers */
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_rng rng;
+    ct_rng_seed(&rng, 1);
+    ct_rnn_config cfg = config(CT_GRU, 3, 4, 2);
+    ct_module *m = ct_rnn_new(ctx, &rng, &cfg);
+    ck_assert_int_eq(ct_rnn_recompute_layers(m), CT_RNN_RECOMPUTE_AUTO);
+    ck_assert_int_eq(ct_rnn_set_recompute(m, 3), CT_E_ARG);
+    ck_assert_msg(strstr(errs.last.msg, "0..2 (num_layers)"), "%s", errs.last.msg);
+    ck_assert_int_eq(ct_rnn_set_recompute(m, -2), CT_E_ARG);
+    ck_assert_int_eq(ct_rnn_recompute_layers(m), CT_RNN_RECOMPUTE_AUTO);
+    ck_assert_int_eq(ct_rnn_set_recompute(m, 2), CT_OK);
+    ck_assert_int_eq(ct_rnn_recompute_layers(m), 2);
+    ct_module *lin = ct_linear_new(ctx, &rng, 2, 2, true);
+    ck_assert_int_eq(ct_rnn_set_recompute(lin, 0), CT_E_ARG);
+    ck_assert_msg(strstr(errs.last.msg, "not a fused recurrent module"), "%s", errs.last.msg);
+    ck_assert_int_eq(ct_rnn_recompute_layers(lin), CT_RNN_RECOMPUTE_AUTO);
+    ck_assert_int_eq(ct_rnn_set_recompute(NULL, 0), CT_E_ARG);
+    ct_module_free(lin);
+    ct_module_free(m);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(test_memory_steady) {
     ct_ctx *ctx = tu_ctx(NULL);
     ct_rng rng;
@@ -1004,6 +1113,7 @@ Suite *rnn_suite(void) {
     tcase_add_loop_test(tc, test_golden_pytorch, 0,
                         (int)(sizeof golden_cases / sizeof golden_cases[0]));
     tcase_add_test(tc, test_memory_steady);
+    tcase_add_test(tc, test_recompute);
     tcase_add_loop_test(tc, test_embedded_matches_embedding, 0,
                         (int)(sizeof emb_cases / sizeof emb_cases[0]));
     tcase_add_test(tc, test_gradcheck_embedded);
