@@ -7,6 +7,8 @@
  *   engine/rng.h       explicit random generators
  *   engine/npy.h       .npy / .npz files
  *   engine/nn.h        modules, parameter names, the flat parameter block
+ *   engine/layers.h    Linear, Embedding, Dropout, LayerNorm, Sequential
+ *   engine/rnn.h       fused RNN / LSTM / GRU layers, stepwise sampling, the cells
  *   engine/optim.h     SGD, Adam, AdamW, schedules, gradient clipping
  *   engine/safetensors.h  checkpoints (safetensors) and the training-state file
  *   engine/data.h      datasets, the threaded data loader, collate, transforms
@@ -18,11 +20,13 @@
 #include "engine/autograd.h"
 #include "engine/data.h"
 #include "engine/error.h"
+#include "engine/layers.h"
 #include "engine/nn.h"
 #include "engine/npy.h"
 #include "engine/optim.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
+#include "engine/rnn.h"
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
 #include "engine/version.h"

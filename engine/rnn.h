@@ -163,6 +163,19 @@ ct_status ct_rnn_step_at(ct_src src, ct_module *m, ct_tensor *x_t, ct_rnn_state 
 #define ct_rnn_step_f32(m, x, st, out_h) ct_rnn_step_f32_at(CT_SRC, m, x, st, out_h)
 ct_status ct_rnn_step_f32_at(ct_src src, ct_module *m, const float *x, ct_rnn_state *st,
                              const float **out_h);
+/* One step as ct_rnn_step_f32, then the output layer on the last layer's new h in the same
+ * call: logits[B, V] = h W^T + bias, with W float32 [V, H] and bias float32 [V] or NULL
+ * (a Linear's "weight" and "bias"), contiguous CPU tensors of the module's context. logits
+ * is the caller's, B*V floats. At batch 1 this layer is one more pass of the fused step:
+ * for models of 2M weights or more the state's worker thread shares it with the layers'
+ * (when the state has found that faster on the machine's current load), so a sampling loop
+ * needs nothing else to use both cores; the logits do not depend on the thread count.
+ * *out_h (may be NULL) points at the last layer's h as for ct_rnn_step_f32. */
+#define ct_rnn_step_linear_f32(m, x, st, w, bias, logits, out_h) \
+    ct_rnn_step_linear_f32_at(CT_SRC, m, x, st, w, bias, logits, out_h)
+ct_status ct_rnn_step_linear_f32_at(ct_src src, ct_module *m, const float *x, ct_rnn_state *st,
+                                    ct_tensor *w, ct_tensor *bias, float *logits,
+                                    const float **out_h);
 
 /* ---- cells from primitive ops (engine/rnn_cells.c) ----------------------------------------- */
 /* Kinds "LSTMCell", "GRUCell", "RNNCell"; parameters weight_ih, weight_hh, bias_ih, bias_hh. */

@@ -1,7 +1,6 @@
 /* models/sampler.c — stepwise generation from a composer on float buffers: ct_rnn_step_f32,
  * one GEMV/GEMM for the output layer, then greedy / temperature / top-k / top-p choices; and
  * the encoding of MIDI primers and the decoding of samples to MIDI. */
-#include <cblas.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -173,8 +172,6 @@ int64_t cc_pick_token(const float *logits, int64_t n, const cc_sample_opts *o, c
 /* ---- the sampler ------------------------------------------------------------------------------- */
 typedef enum phase { FRESH, PENDING, READY } phase;
 
-#define GEMV_THREAD_ELEMS 9216    /* OpenBLAS's sgemv threading threshold (2304 x 4) */
-
 struct cc_sampler {
     ct_module *model;
     ct_ctx *ctx;
@@ -316,30 +313,13 @@ static ct_status step_pending(cc_sampler *s, bool project) {
                 memcpy(s->x + b * s->E, emb + s->pend[b] * s->E, sizeof(float) * (size_t)s->E);
         }
     }
-    const float *h = NULL;
-    ct_status st = ct_rnn_step_f32(cc_model_rnn(s->model), x, s->st, &h);
-    if (st != CT_OK) return st;
-    if (!project) return CT_OK;
+    if (!project) return ct_rnn_step_f32(cc_model_rnn(s->model), x, s->st, NULL);
+    /* the step and the output layer in one call: at batch 1 the state's worker thread shares
+     * the projection with the layers (engine/rnn.h, ct_rnn_step_linear_f32) */
     ct_module *out = cc_model_out(s->model);
-    const float *w = host_param(s, out, "weight"), *bias = host_param(s, out, "bias");
-    if (!w || !bias) return ct_ctx_status(s->ctx);
-    const int V = (int)s->V, Hn = (int)s->H, B = (int)s->B;
-    for (int b = 0; b < B; b++) memcpy(s->logits + (size_t)b * (size_t)V, bias, sizeof(float) * (size_t)V);
-    if (B == 1) {
-        /* OpenBLAS (0.3.21, interface/gemv.c) runs an sgemv of 9216 elements or more on all
-         * its threads; for a few hundred outputs that costs more than it gains on this
-         * 2-core machine (a 130 x 256 projection: about 10 us threaded, 2-3 us on one thread).
-         * Blocks of rows below the threshold stay on the calling thread. */
-        const int rows = Hn >= GEMV_THREAD_ELEMS ? V : (int)(GEMV_THREAD_ELEMS - 1) / Hn;
-        for (int r = 0; r < V; r += rows) {
-            const int nr = V - r < rows ? V - r : rows;
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, Hn, 1.0f, w + (size_t)r * (size_t)Hn,
-                        Hn, h, 1, 1.0f, s->logits + r, 1);
-        }
-    } else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, V, Hn, 1.0f, h, Hn, w, Hn, 1.0f,
-                    s->logits, V);
-    return CT_OK;
+    if (!host_param(s, out, "weight") || !host_param(s, out, "bias")) return ct_ctx_status(s->ctx);
+    return ct_rnn_step_linear_f32(cc_model_rnn(s->model), x, s->st, ct_module_param(out, "weight"),
+                                  ct_module_param(out, "bias"), s->logits, NULL);
 }
 
 ct_status cc_sampler_feed_tokens(cc_sampler *s, const int64_t *tokens, int64_t n, bool per_row) {

@@ -23,7 +23,6 @@
 #include <time.h>
 
 #include "engine/cantor.h"
-#include "engine/kernels_rnn.h"     /* ct_rnn_step_linear_f32 (to move to engine/rnn.h) */
 #include "engine/layers.h"
 #include "engine/optim.h"
 #include "engine/rnn.h"

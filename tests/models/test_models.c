@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/kernels_rnn.h"    /* ct_rnn_step_linear_f32 (to move to engine/rnn.h) */
 #include "engine/layers.h"
 #include "engine/npy.h"
 #include "engine/optim.h"

@@ -14,7 +14,6 @@
 #include <sys/stat.h>
 
 #include "engine/cantor.h"
-#include "engine/kernels_rnn.h"     /* ct_rnn_step_linear_f32 (to move to engine/rnn.h) */
 #include "engine/optim.h"
 #include "models/composer.h"
 
