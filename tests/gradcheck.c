@@ -4,7 +4,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -151,6 +153,32 @@ uint8_t *tu_slurp(const char *path, size_t *n) {
 const char *tu_cantor_bin(void) {
     const char *b = getenv("CANTOR_BIN");
     return b && *b ? b : "../bin/cantor";
+}
+
+int tu_run(const char *cmd, char *out, size_t n) {
+    size_t cl = strlen(cmd) + 8;
+    char *full = malloc(cl);
+    ck_assert_ptr_nonnull(full);
+    snprintf(full, cl, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    free(full);
+    ck_assert_ptr_nonnull(p);
+    size_t len = n > 0 ? fread(out, 1, n - 1, p) : 0;
+    if (n > 0) out[len] = 0;
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0) {}
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int tu_run_cantor(const char *args, char *out, size_t n) {
+    size_t cl = strlen(tu_cantor_bin()) + strlen(args) + 2;
+    char *cmd = malloc(cl);
+    ck_assert_ptr_nonnull(cmd);
+    snprintf(cmd, cl, "%s %s", tu_cantor_bin(), args);
+    int st = tu_run(cmd, out, n);
+    free(cmd);
+    return st;
 }
 
 void tu_spit(const char *path, const void *buf, size_t n) {

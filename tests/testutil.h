@@ -50,6 +50,11 @@ uint8_t *tu_slurp(const char *path, size_t *n);
 /* The cantor binary the app tests run: $CANTOR_BIN when set (make test sets it to the build
  * variant's own binary), else ../bin/cantor (tests run with cwd tests/). */
 const char *tu_cantor_bin(void);
+/* Runs the shell command `cmd 2>&1`: fills out with the first n-1 bytes it prints
+ * (NUL-terminated), reads and drops the rest, and returns its exit status (-1 when it did not
+ * exit normally). tu_run_cantor runs `tu_cantor_bin() args`. */
+int tu_run(const char *cmd, char *out, size_t n);
+int tu_run_cantor(const char *args, char *out, size_t n);
 void tu_spit(const char *path, const void *buf, size_t n);
 void tu_rm_rf(const char *path);
 

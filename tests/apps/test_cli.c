@@ -8,16 +8,7 @@
 #include "testutil.h"
 
 /* Runs `../bin/cantor ARGS 2>&1`, returns the exit status and fills out (NUL-terminated). */
-static int run(const char *args, char *out, size_t n) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", tu_cantor_bin(), args);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t len = fread(out, 1, n - 1, p);
-    out[len] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static int run(const char *args, char *out, size_t n) { return tu_run_cantor(args, out, n); }
 
 START_TEST(test_version_and_help) {
     char out[8192];

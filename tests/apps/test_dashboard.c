@@ -955,16 +955,7 @@ END_TEST
 
 /* ---- the command ------------------------------------------------------------------------------- */
 /* Runs `../bin/cantor ARGS`; returns the exit status and what it printed. */
-static int run_cantor(const char *args, char *out, size_t n) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", tu_cantor_bin(), args);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t len = fread(out, 1, n - 1, p);
-    out[len] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static int run_cantor(const char *args, char *out, size_t n) { return tu_run_cantor(args, out, n); }
 
 START_TEST(test_command) {
     char out[8192];

@@ -26,15 +26,8 @@ static const char *bin(void) { return tu_cantor_bin(); }
 /* Runs `[env] cantor ARGS 2>&1`; returns the exit status and fills out. */
 static int run_env(const char *env, const char *args, char *out, size_t n) {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s %s 2>&1", env ? env : "", bin(), args);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t len = fread(out, 1, n - 1, p);
-    out[len] = 0;
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0) {}
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    snprintf(cmd, sizeof cmd, "%s %s %s", env ? env : "", bin(), args);
+    return tu_run(cmd, out, n);
 }
 static int run(const char *args, char *out, size_t n) { return run_env(NULL, args, out, n); }
 

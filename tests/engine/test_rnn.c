@@ -1028,8 +1028,8 @@ START_TEST(test_recompute) {
     free(ref);
     free(got);
     /* ... large ones (gates of at least CT_RNN_RECOMPUTE_MIN_BYTES) recompute all but the
-     * last: here 2 layers of H = 16 over 2048 x 64 positions, 32 MiB of gates each */
-    const int64_t T2 = 2048, B2 = 64, H2 = 16;
+     * last: here 2 layers of H = 64 over 512 x 64 positions, 32 MiB of gates each */
+    const int64_t T2 = 512, B2 = 64, H2 = 64;
     ck_assert_int_ge(T2 * B2 * 4 * H2 * 4, CT_RNN_RECOMPUTE_MIN_BYTES);
     int64_t none = recompute_run(0, T2, B2, H2, 2, NULL, &n);
     int64_t one = recompute_run(1, T2, B2, H2, 2, NULL, &n);
