@@ -85,6 +85,7 @@ ct_node *ct__record(ct_src src, const ct_op_def *def, int n_in, ct_tensor *const
         n->out_ndim[o] = t->ndim;
         memcpy(n->out_shape[o], t->shape, sizeof t->shape);
         n->out_dtype[o] = t->dtype;
+        n->out_device[o] = t->storage->device;
         t->grad_fn = n;
         t->out_index = o;
         n->refcount++;
@@ -249,7 +250,7 @@ ct_status ct_backward_at(ct_src src, ct_tensor *root, ct_tensor *grad, bool reta
     ct_status st = CT_OK;
     vec nodes = {0}, ready = {0}, leaves = {0};
     uint64_t mark = ++ctx->epoch;
-    ct_tensor *seed = grad ? grad : ct_ones(ctx, root->ndim, root->shape);
+    ct_tensor *seed = grad ? grad : ct__full_on(ctx, root->storage->device, root->ndim, root->shape, 1.0);
     if (!seed) { st = ct_ctx_status(ctx); goto done; }
 
     if (!root->grad_fn) {                           /* backward on a leaf */
@@ -300,7 +301,7 @@ ct_status ct_backward_at(ct_src src, ct_tensor *root, ct_tensor *grad, bool reta
             for (int o = 0; o < n->n_out; o++) {
                 ct_tensor *g = n->gout[o];
                 if (!g && n->out_dtype[o] == CT_F32)
-                    g = ct_zeros(ctx, n->out_ndim[o], n->out_shape[o]);
+                    g = ct__full_on(ctx, n->out_device[o], n->out_ndim[o], n->out_shape[o], 0.0);
                 if (g && n->out_hooks[o]) g = run_hooks(n->out_hooks[o], g);
                 if (!g && n->out_dtype[o] == CT_F32) { st = ct_ctx_status(ctx); ct_scope_end(ctx); goto done; }
                 gout[o] = g;

@@ -12,6 +12,7 @@
  *   engine/optim.h     SGD, Adam, AdamW, schedules, gradient clipping
  *   engine/safetensors.h  checkpoints (safetensors) and the training-state file
  *   engine/data.h      datasets, the threaded data loader, collate, transforms
+ *   engine/device.h    devices ("cpu", "cuda:N"), moving tensors, modules and optimizers
  *   engine/version.h   version and build configuration
  */
 #ifndef CT_CANTOR_H
@@ -19,6 +20,7 @@
 
 #include "engine/autograd.h"
 #include "engine/data.h"
+#include "engine/device.h"
 #include "engine/error.h"
 #include "engine/layers.h"
 #include "engine/nn.h"

@@ -51,6 +51,7 @@ void ct_ctx_free(ct_ctx *ctx) {
     for (int64_t i = ctx->n_owned; i-- > 0;) ct_release(ctx->owned[i]);
     ctx->n_owned = 0;
     ct_ctx_empty_cache(ctx);
+    if (ctx->dev_cache_release) ctx->dev_cache_release(ctx, true);   /* device blocks, then the cache */
     free(ctx->owned);
     free(ctx->scope_start);
     free(ctx->free_stack);
@@ -295,4 +296,5 @@ void ct_ctx_empty_cache(ct_ctx *ctx) {
         ctx->cache[c] = NULL;
     }
     ctx->cache_bytes = 0;
+    if (ctx->dev_cache_release) ctx->dev_cache_release(ctx, false);   /* cached device blocks */
 }

@@ -14,6 +14,8 @@
 #define CT_CACHE_BUCKETS 128
 
 typedef struct ct_block { struct ct_block *next; } ct_block;
+struct ct_dev_cache;            /* engine/cuda/backend.cu */
+struct ct_device_mem_stats;     /* engine/device.h */
 
 struct ct_ctx {
     ct_error last;
@@ -34,6 +36,11 @@ struct ct_ctx {
     int64_t cache_bytes, cache_limit;
     uint64_t epoch;                /* backward passes so far */
     ct_mem_stats stats;
+    /* device allocator cache (engine/cuda/backend.cu), NULL until the context's first device
+     * allocation; dev_cache_release(ctx, false) returns its cached blocks to the driver
+     * (ct_ctx_empty_cache), (ctx, true) frees everything and the cache itself (ct_ctx_free) */
+    struct ct_dev_cache *dev_cache;
+    void (*dev_cache_release)(ct_ctx *ctx, bool destroy);
 };
 
 /* ---- graph nodes ------------------------------------------------------------------------ */
@@ -72,6 +79,7 @@ struct ct_node {
     int out_ndim[CT_NODE_MAX_OUT];
     int64_t out_shape[CT_NODE_MAX_OUT][CT_MAX_DIMS];
     ct_dtype out_dtype[CT_NODE_MAX_OUT];
+    ct_device out_device[CT_NODE_MAX_OUT];
     ct_hook *out_hooks[CT_NODE_MAX_OUT];
     /* backward bookkeeping */
     ct_tensor *gout[CT_NODE_MAX_OUT];
@@ -131,10 +139,32 @@ struct ct_backend {
     const struct ct_kernels_layernorm *layernorm;
     const struct ct_kernels_optim *optim;
     const struct ct_kernels_rnn *rnn;       /* engine/kernels_rnn.h */
+    /* Device backends run asynchronously and record failures (file:line of the call) instead
+     * of returning them; check turns a recorded failure into a ctx error and returns its
+     * status (CT_OK when none). Called by ct__storage_new, ct_copy_to_host, ct_get, ct_to.
+     * NULL for the CPU. */
+    ct_status (*check)(ct_ctx *ctx);
+    /* Allocator statistics of ctx on device index `device` (NULL for the CPU). */
+    void (*mem_stats)(const ct_ctx *ctx, int device, struct ct_device_mem_stats *out);
 };
 
-const ct_backend *ct__backend(ct_device dev);      /* NULL if not compiled in */
+/* The backend of dev: NULL when not compiled in or when the device index does not exist
+ * (ct__device_why says why). */
+const ct_backend *ct__backend(ct_device dev);
+/* Why dev has no backend: "cuda:1 requested but this machine has 0 CUDA devices (...)" or
+ * "this build has no CUDA backend: rebuild with make CUDA=1". Returns buf. */
+char *ct__device_why(ct_device dev, char *buf, size_t n);
+/* Runs the backend's check hook (CT_OK for the CPU). */
+ct_status ct__device_check(ct_ctx *ctx, const ct_backend *be);
+/* Copies the bytes of contiguous src into contiguous dst (same dtype and numel) across any
+ * two devices (host staging between two CUDA devices). Errors go to dst's ctx. */
+ct_status ct__copy_across(ct_tensor *dst, const ct_tensor *src);
 extern const ct_backend ct_cpu_backend;           /* engine/cpu/backend.c (constant table) */
+#ifdef CT_HAVE_CUDA
+extern const ct_backend ct_cuda_backend;          /* engine/cuda/backend.cu */
+int ct__cuda_device_count(char *why, size_t n);   /* engine/cuda/device.cu (cached) */
+void ct__cuda_set_tf32(int device, bool on);      /* the device's cuBLAS math mode */
+#endif
 
 /* ---- helpers for op implementations ----------------------------------------------------- */
 /* The context of the first non-NULL tensor; NULL if any of the n tensors is NULL. */
@@ -150,6 +180,8 @@ void ct__fmt_shape(int ndim, const int64_t *shape, char *buf, size_t n);
 
 /* A new contiguous tensor in the current scope (uninitialised data). */
 ct_tensor *ct__new(ct_ctx *ctx, ct_dtype dt, ct_device dev, int ndim, const int64_t *shape);
+/* A new contiguous float32 tensor on dev filled with value, in the current scope. */
+ct_tensor *ct__full_on(ct_ctx *ctx, ct_device dev, int ndim, const int64_t *shape, double value);
 /* A new tensor struct over base's storage with the given layout, in the current scope. */
 ct_tensor *ct__view(ct_tensor *base, int ndim, const int64_t *shape, const int64_t *stride,
                     int64_t offset);

@@ -266,3 +266,98 @@ ct_tensor *ct_module_forward_at(ct_src src, ct_module *m, ct_tensor *x, ct_rng *
                             "the %s module '%s' has no single-input forward", m->kind, m->name);
     return m->forward(src, m, x, rng);
 }
+
+/* ---- moving to a device (engine/device.h) ---------------------------------------------------- */
+#include "engine/device.h"
+
+ct_device ct_module_device(const ct_module *m) {
+    ct_tensor *p = m ? ct_module_param_at(m, 0, NULL, 0) : NULL;
+    return p ? p->storage->device : CT_DEVICE_CPU;
+}
+
+/* A copy of t's elements, contiguous, on dev, owned by the caller (not in a scope). */
+static ct_tensor *moved_copy(ct_tensor *t, ct_device dev) {
+    ct_ctx *ctx = t->ctx;
+    ct_scope_begin(ctx);
+    bool was = ct_set_grad_enabled(ctx, false);
+    ct_tensor *c = ct_contiguous(t);
+    ct_tensor *out = c ? ct__new(ctx, t->dtype, dev, t->ndim, t->shape) : NULL;
+    if (out && ct__copy_across(out, c) != CT_OK) out = NULL;
+    if (out) ct_retain(out);
+    ct_set_grad_enabled(ctx, was);
+    ct_scope_end(ctx);
+    return out;
+}
+
+/* t now reads storage s (a new block) at its present offset and strides. */
+static void swap_storage(ct_tensor *t, ct_storage *s) {
+    uint64_t v = t->storage->version;
+    s->refcount++;
+    ct__storage_release(t->ctx, t->storage);
+    t->storage = s;
+    /* graphs recorded before the move saw the old version: they cannot run backward now */
+    if (s->version <= v) s->version = v + 1;
+}
+
+ct_status ct_module_to(ct_module *root, ct_device dev) {
+    if (!root) return CT_E_NULL;
+    ct_ctx *ctx = root->ctx;
+    char d[24], why[320];
+    if (root->parent)
+        return ct_fail(ctx, CT_E_ARG, "module_to: the %s module '%s' is a child; move the root "
+                       "module (ct_module_root), whose flat block holds every parameter",
+                       root->kind, root->name);
+    if (!ct__backend(dev))
+        return ct_fail(ctx, CT_E_DEVICE, "module_to(%s): %s; the module stays where it is",
+                       ct_device_str(dev, d, sizeof d), ct__device_why(dev, why, sizeof why));
+    int n = ct_module_param_count(root);
+    if (root->flat_params && root->flat_grads) {
+        if (ct_device_eq(root->flat_params->storage->device, dev) &&
+            ct_device_eq(root->flat_grads->storage->device, dev))
+            return CT_OK;
+        ct_tensor *fp = moved_copy(root->flat_params, dev);
+        ct_tensor *fg = fp ? moved_copy(root->flat_grads, dev) : NULL;
+        if (!fp || !fg) {
+            ct_release(fp);
+            return ct_ctx_status(ctx) ? ct_ctx_status(ctx) : CT_E_DEVICE;
+        }
+        ct_storage *old_p = root->flat_params->storage, *old_g = root->flat_grads->storage;
+        for (int i = 0; i < n; i++) {
+            ct_tensor *p = ct_module_param_at(root, i, NULL, 0);
+            if (p->storage == old_p) swap_storage(p, fp->storage);
+            if (p->grad && p->grad->storage == old_g) swap_storage(p->grad, fg->storage);
+        }
+        swap_storage(root->flat_params, fp->storage);
+        swap_storage(root->flat_grads, fg->storage);
+        ct_release(fp);
+        ct_release(fg);
+        return CT_OK;
+    }
+    /* not flat: every parameter (and gradient) on its own; all copies first, then the swap */
+    ct_tensor **np = calloc((size_t)(2 * n + 1), sizeof *np);
+    if (!np) return ct_fail(ctx, CT_E_NOMEM, "module_to: out of memory");
+    ct_status st = CT_OK;
+    for (int i = 0; i < n && st == CT_OK; i++) {
+        ct_tensor *p = ct_module_param_at(root, i, NULL, 0);
+        if (!ct_device_eq(p->storage->device, dev) && !(np[2 * i] = moved_copy(p, dev))) st = CT_E_DEVICE;
+        if (st == CT_OK && p->grad && !ct_device_eq(p->grad->storage->device, dev) &&
+            !(np[2 * i + 1] = moved_copy(p->grad, dev)))
+            st = CT_E_DEVICE;
+    }
+    for (int i = 0; i < n; i++) {
+        ct_tensor *p = ct_module_param_at(root, i, NULL, 0);
+        for (int k = 0; k < 2; k++) {
+            ct_tensor *c = np[2 * i + k], *t = k == 0 ? p : p->grad;
+            if (!c) continue;
+            if (st == CT_OK) {
+                swap_storage(t, c->storage);
+                t->offset = 0;
+                ct__contiguous_strides(t->ndim, t->shape, t->stride);
+            }
+            ct_release(c);
+        }
+    }
+    free(np);
+    if (st != CT_OK) return ct_ctx_status(ctx) ? ct_ctx_status(ctx) : st;
+    return CT_OK;
+}

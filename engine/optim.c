@@ -172,9 +172,12 @@ static ct_status sync_blocks(ct_optim *o) {
     return CT_OK;
 }
 
+static ct_status device_check(ct_optim *o);   /* at the end of the file (engine/device.h) */
+
 ct_status ct_optim_step(ct_optim *o) {
     if (!o) return CT_E_NULL;
     ct_status st = sync_blocks(o);
+    if (!st) st = device_check(o);
     if (st) return st;
     float *p = ct_data_f32(o->params), *g = ct_data_f32(o->grads);
     if (o->kind == CT_OPTIM_SGD) {
@@ -373,4 +376,67 @@ ct_status ct_clip_grad_value(ct_module *root, float clip) {
     ct_tensor *g = grads_of(root, "clip_grad_value", &k);
     if (!g) return ct_ctx_status(root->ctx);
     return ct_inplace_clamp(g, -clip, clip);
+}
+
+/* ---- moving to a device (engine/device.h) ---------------------------------------------------- */
+#include "engine/device.h"
+
+/* The parameters, gradients and state must share one device, and o->k must be its kernels
+ * (they follow the module when there is no state to move). */
+static ct_status device_check(ct_optim *o) {
+    ct_device d = o->params->storage->device;
+    char a[24], b[24];
+    if (!ct_device_eq(o->grads->storage->device, d))
+        return ct_fail(o->ctx, CT_E_DEVICE, "optim_step: the parameters are on %s but the gradients "
+                       "on %s; move the module with ct_module_to", ct_device_str(d, a, sizeof a),
+                       ct_device_str(o->grads->storage->device, b, sizeof b));
+    for (int i = 0; i < o->n_state; i++)
+        if (!ct_device_eq(o->state[i]->storage->device, d))
+            return ct_fail(o->ctx, CT_E_DEVICE, "optim_step: the parameters are on %s but the %s "
+                           "optimizer's state is on %s; move both to one device (ct_module_to, ct_optim_to)",
+                           ct_device_str(d, a, sizeof a), kind_name(o->kind),
+                           ct_device_str(o->state[i]->storage->device, b, sizeof b));
+    const ct_backend *be = ct__backend(d);
+    if (!be || be->optim != o->k) {
+        const struct ct_kernels_optim *k = kernels_for(o->ctx, "optim_step", d);
+        if (!k) return ct_ctx_status(o->ctx);
+        o->k = k;
+    }
+    return CT_OK;
+}
+
+ct_status ct_optim_to(ct_optim *o, ct_device dev) {
+    if (!o) return CT_E_NULL;
+    ct_ctx *ctx = o->ctx;
+    char d[24], why[320];
+    if (!ct__backend(dev))
+        return ct_fail(ctx, CT_E_DEVICE, "optim_to(%s): %s; the optimizer stays where it is",
+                       ct_device_str(dev, d, sizeof d), ct__device_why(dev, why, sizeof why));
+    const struct ct_kernels_optim *k = kernels_for(ctx, "optim_to", dev);
+    if (!k) return ct_ctx_status(ctx);
+    ct_tensor *moved[MAX_STATE] = {0};
+    ct_status st = CT_OK;
+    for (int i = 0; i < o->n_state && st == CT_OK; i++) {
+        ct_tensor *s = o->state[i];
+        if (ct_device_eq(s->storage->device, dev)) continue;
+        ct_scope_begin(ctx);
+        ct_tensor *c = ct__new(ctx, CT_F32, dev, 1, &o->n);
+        if (c && ct__copy_across(c, s) == CT_OK) moved[i] = ct_retain(c);
+        else st = ct_ctx_status(ctx) ? ct_ctx_status(ctx) : CT_E_DEVICE;
+        ct_scope_end(ctx);
+    }
+    for (int i = 0; i < o->n_state; i++) {
+        if (!moved[i]) continue;
+        if (st == CT_OK) {                       /* the state tensor keeps its identity */
+            ct_tensor *s = o->state[i];
+            uint64_t v = s->storage->version;
+            moved[i]->storage->refcount++;
+            ct__storage_release(ctx, s->storage);
+            s->storage = moved[i]->storage;
+            s->storage->version = v + 1;
+        }
+        ct_release(moved[i]);
+    }
+    if (st == CT_OK) o->k = k;
+    return st;
 }

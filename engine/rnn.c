@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/device.h"
 #include "engine/kernels_rnn.h"
 
 #define RNN_MAGIC 0x524e4e46u   /* "RNNF" */
@@ -256,14 +257,27 @@ static ct_status layer_forward(ct_src src, ct_module *m, const ct_rnn_config *cf
     if (lens && l == 0 && !emb) {
         xm = ct__new(ctx, CT_F32, dev, 3, x->shape);
         if (!xm) goto fail;
-        const float *src_x = ct_data(x);
-        float *dst = ct_data(xm);
-        for (int64_t t = 0; t < T; t++)
+        if (dev.type == CT_CPU) {
+            const float *src_x = ct_data(x);
+            float *dst = ct_data(xm);
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t b = 0; b < B; b++) {
+                    size_t off = (size_t)((t * B + b) * NI);
+                    if (t < lens[b]) memcpy(dst + off, src_x + off, sizeof(float) * (size_t)NI);
+                    else memset(dst + off, 0, sizeof(float) * (size_t)NI);
+                }
+        } else {
+            /* on a device: copy, then zero each short sequence's tail [lens[b]:, b, :] */
+            xm->storage->backend->copy(xm, x);
             for (int64_t b = 0; b < B; b++) {
-                size_t off = (size_t)((t * B + b) * NI);
-                if (t < lens[b]) memcpy(dst + off, src_x + off, sizeof(float) * (size_t)NI);
-                else memset(dst + off, 0, sizeof(float) * (size_t)NI);
+                if (lens[b] >= T) continue;
+                ct_tensor *tail = ct__view(xm, 2, (const int64_t[]){T - lens[b], NI},
+                                           (const int64_t[]){B * NI, 1},
+                                           xm->offset + (lens[b] * B + b) * NI);
+                if (!tail) goto fail;
+                tail->storage->backend->fill(tail, 0.0);
             }
+        }
     }
     ct_rnn_fwd_args a = {
         .mode = mode, .T = T, .B = B, .n_in = NI, .H = H,
@@ -352,9 +366,15 @@ static ct_status arg_error(ct_ctx *ctx, ct_src src, const char *op, ct_status s,
     return s;
 }
 
-/* Checks an operand's context, dtype and device. */
-static bool check_operand(ct_ctx *ctx, ct_src src, const char *op, const char *kind,
-                          const char *name, const ct_tensor *t, ct_dtype dt) {
+/* The device of the module's parameters. */
+static ct_device module_dev(const ct_module *m) {
+    return m->n_params > 0 ? m->params[0]->storage->device : CT_DEVICE_CPU;
+}
+
+/* Checks an operand's context, dtype and device (the module's, when want_dev is set). */
+static bool check_operand_on(ct_ctx *ctx, ct_src src, const char *op, const char *kind,
+                             const char *name, const ct_tensor *t, ct_dtype dt,
+                             const ct_device *want_dev) {
     char s[96];
     if (t->ctx != ctx) {
         arg_error(ctx, src, op, CT_E_ARG, "%s belongs to another context than the %s module",
@@ -366,9 +386,12 @@ static bool check_operand(ct_ctx *ctx, ct_src src, const char *op, const char *k
                   ct_shape_str(t, s, sizeof s), ct_dtype_name(t->dtype), ct_dtype_name(dt));
         return false;
     }
-    if (t->storage->device.type != CT_CPU) {
-        arg_error(ctx, src, op, CT_E_UNSUPPORTED, "%s is on a device that the fused %s does not "
-                  "support yet (CPU only)", name, kind);
+    if (want_dev && !ct_device_eq(t->storage->device, *want_dev)) {
+        char a[16], b[16];
+        arg_error(ctx, src, op, CT_E_DEVICE, "%s %s is on %s but the %s's parameters are on %s "
+                  "(move one of them: ct_to, ct_module_to)", name, ct_shape_str(t, s, sizeof s),
+                  ct_device_str(t->storage->device, a, sizeof a), kind,
+                  ct_device_str(*want_dev, b, sizeof b));
         return false;
     }
     return true;
@@ -376,9 +399,10 @@ static bool check_operand(ct_ctx *ctx, ct_src src, const char *op, const char *k
 
 /* Checks a state tensor: float32 [L, B, H]. */
 static bool check_state(ct_ctx *ctx, ct_src src, const char *op, const char *kind,
-                        const char *name, const ct_tensor *t, int L, int64_t B, int64_t H) {
+                        const char *name, const ct_tensor *t, int L, int64_t B, int64_t H,
+                        ct_device dev) {
     char s[96];
-    if (!check_operand(ctx, src, op, kind, name, t, CT_F32)) return false;
+    if (!check_operand_on(ctx, src, op, kind, name, t, CT_F32, &dev)) return false;
     if (t->ndim != 3 || t->shape[0] != L || t->shape[1] != B || t->shape[2] != H) {
         arg_error(ctx, src, op, CT_E_SHAPE, "%s has shape %s but the %s needs [num_layers, "
                   "batch, hidden_size] = [%d, %lld, %lld]", name, ct_shape_str(t, s, sizeof s),
@@ -407,11 +431,12 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
     const int L = cfg->num_layers;
     const int64_t H = cfg->hidden_size;
     const char *layout = cfg->batch_first ? "[batch, time" : "[time, batch";
+    const ct_device mdev = module_dev(m);
     char s[96];
     int64_t T, B;
     /* the input */
     if (x) {
-        if (!check_operand(ctx, src, op, kind, "x", x, CT_F32)) return ct_ctx_status(ctx);
+        if (!check_operand_on(ctx, src, op, kind, "x", x, CT_F32, &mdev)) return ct_ctx_status(ctx);
         if (x->ndim != 3)
             return arg_error(ctx, src, op, CT_E_SHAPE, "input %s: the %s needs 3 dims, %s, "
                              "input_size]", ct_shape_str(x, s, sizeof s), kind, layout);
@@ -426,8 +451,9 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
                              "length and the batch must be at least 1",
                              ct_shape_str(x, s, sizeof s), layout);
     } else {
-        if (!check_operand(ctx, src, op, kind, "emb", emb, CT_F32) ||
-            !check_operand(ctx, src, op, kind, "tokens", tokens, CT_I64))
+        /* tokens may be on any device: they are checked (and gathered) on the host */
+        if (!check_operand_on(ctx, src, op, kind, "emb", emb, CT_F32, &mdev) ||
+            !check_operand_on(ctx, src, op, kind, "tokens", tokens, CT_I64, NULL))
             return ct_ctx_status(ctx);
         if (emb->ndim != 2 || emb->shape[0] < 1 || emb->shape[1] != cfg->input_size)
             return arg_error(ctx, src, op, CT_E_SHAPE, "emb has shape %s; the %s needs [V, "
@@ -441,12 +467,12 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
         B = tokens->shape[cfg->batch_first ? 0 : 1];
     }
     /* initial states */
-    if (h0 && !check_state(ctx, src, op, kind, "h0", h0, L, B, H)) return ct_ctx_status(ctx);
+    if (h0 && !check_state(ctx, src, op, kind, "h0", h0, L, B, H, mdev)) return ct_ctx_status(ctx);
     if (c0) {
         if (cfg->mode != CT_LSTM)
             return arg_error(ctx, src, op, CT_E_ARG, "c0 was given but a %s has no cell state "
                              "(pass NULL)", kind);
-        if (!check_state(ctx, src, op, kind, "c0", c0, L, B, H)) return ct_ctx_status(ctx);
+        if (!check_state(ctx, src, op, kind, "c0", c0, L, B, H, mdev)) return ct_ctx_status(ctx);
     }
     /* lengths */
     const int64_t *lv = NULL, *lens = NULL;
@@ -459,8 +485,6 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
                              "(one length per sequence of the batch)",
                              ct_dtype_name(lengths->dtype), ct_shape_str(lengths, s, sizeof s),
                              (long long)B);
-        if (lengths->storage->device.type != CT_CPU)
-            return arg_error(ctx, src, op, CT_E_DEVICE, "lengths must be a CPU tensor");
     }
     const bool drop = m->training && cfg->dropout > 0.0f && L > 1;
     if (drop && !rng)
@@ -474,7 +498,9 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
     if (!fin) { st = arg_error(ctx, src, op, CT_E_NOMEM, "out of memory"); goto done; }
     ct_tensor **hs = fin, **cs = fin + L;
     if (lengths) {
-        lengths = ct_contiguous_at(src, lengths);
+        /* read on the host (kernels_rnn.h: lens is a host array), so a copy there */
+        lengths = lengths->storage->device.type == CT_CPU ? ct_contiguous_at(src, lengths)
+                                                          : ct_to_at(src, lengths, CT_DEVICE_CPU);
         if (!lengths) { st = ct_ctx_status(ctx); goto done; }
         lv = ct_data(lengths);
         bool shorter = false;
@@ -498,8 +524,11 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
         /* time-major tokens, checked where they are read */
         const int64_t V = emb->shape[0];
         const bool table = V < T * B;
-        tok = ct__new(ctx, CT_I64, tokens->storage->device, 2, (const int64_t[]){T, B});
-        if (!tok) { st = ct_ctx_status(ctx); goto done; }
+        ct_tensor *tokh = tokens->storage->device.type == CT_CPU
+                              ? tokens : ct_to_at(src, tokens, CT_DEVICE_CPU);
+        tok = ct__new(ctx, CT_I64, CT_DEVICE_CPU, 2, (const int64_t[]){T, B});
+        if (!tokh || !tok) { st = ct_ctx_status(ctx); goto done; }
+        tokens = tokh;
         const int64_t *tin = ct_data(tokens);
         int64_t *tt = ct_data(tok);
         const int64_t st_t = tokens->stride[cfg->batch_first ? 1 : 0];
@@ -517,6 +546,10 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
                 }
                 tt[t * B + b] = v;
             }
+        if (mdev.type != CT_CPU) {
+            tok = ct_to_at(src, tok, mdev);
+            if (!tok) { st = ct_ctx_status(ctx); goto done; }
+        }
         if (table) {
             embc = ct_contiguous_at(src, emb);
             if (!embc) { st = ct_ctx_status(ctx); goto done; }
@@ -607,6 +640,7 @@ struct ct_rnn_state {
     ct_rnn_config cfg;
     int64_t B;
     ct_tensor *h, *c, *top;       /* owned references */
+    ct_device dev;                /* where h, c (and the module, when stepping) live */
     const struct ct_kernels_rnn *k;
     ct_rnn_stepper *stepper;      /* the backend's scratch and worker threads */
     const float **ptrs;           /* [4][L]: w_ih, w_hh, b_ih, b_hh of every layer, refreshed
@@ -649,10 +683,12 @@ ct_rnn_state *ct_rnn_state_new_at(ct_src src, ct_module *m, int64_t batch) {
     st->cfg = *cfg;
     st->B = batch;
     ct_scope_begin(ctx);
-    st->h = ct_zeros(ctx, 3, (const int64_t[]){L, batch, H});
+    const ct_device dev = module_dev(m);
+    st->dev = dev;
+    st->h = ct__full_on(ctx, dev, 3, (const int64_t[]){L, batch, H}, 0.0);
     if (st->h) ct_retain(st->h);
     if (cfg->mode == CT_LSTM) {
-        st->c = ct_zeros(ctx, 3, (const int64_t[]){L, batch, H});
+        st->c = ct__full_on(ctx, dev, 3, (const int64_t[]){L, batch, H}, 0.0);
         if (st->c) ct_retain(st->c);
     }
     if (st->h) {
@@ -705,9 +741,11 @@ static ct_status step_check(ct_src src, const char *op, ct_module *m, ct_rnn_sta
     for (int l = 0; l < cfg->num_layers; l++)
         for (int i = 0; i < 4; i++) {
             ct_tensor *p = param(m, cfg, l, i);
-            if (p && (!ct_is_contiguous(p) || p->storage->device.type != CT_CPU)) {
+            if (p && (!ct_is_contiguous(p) || !ct_device_eq(p->storage->device, st->dev))) {
+                char d[16];
                 ct__op_error(m->ctx, src, op, CT_E_UNSUPPORTED, "parameter %d of layer %d is not "
-                             "a contiguous CPU tensor", i, l);
+                             "a contiguous tensor on %s, the state's device (make the state after "
+                             "moving the module)", i, l, ct_device_str(st->dev, d, sizeof d));
                 return CT_E_UNSUPPORTED;
             }
             st->ptrs[i * cfg->num_layers + l] = p ? ct_data(p) : NULL;
@@ -750,10 +788,12 @@ static bool check_linear(ct_src src, ct_module *m, const char *name, const ct_te
                          int64_t d0, int64_t d1) {
     char sh[96];
     const char *op = "rnn_step_linear";
-    if (t->ctx != m->ctx || t->dtype != CT_F32 || t->storage->device.type != CT_CPU ||
+    if (t->ctx != m->ctx || t->dtype != CT_F32 || !ct_device_eq(t->storage->device, module_dev(m)) ||
         !ct_is_contiguous(t)) {
-        ct__op_error(m->ctx, src, op, CT_E_ARG, "%s %s must be a contiguous float32 CPU tensor "
-                     "of the module's context", name, ct_shape_str(t, sh, sizeof sh));
+        char d[16];
+        ct__op_error(m->ctx, src, op, CT_E_ARG, "%s %s must be a contiguous float32 tensor of the "
+                     "module's context on its device (%s)", name, ct_shape_str(t, sh, sizeof sh),
+                     ct_device_str(module_dev(m), d, sizeof d));
         return false;
     }
     if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
@@ -804,9 +844,11 @@ ct_status ct_rnn_step_at(ct_src src, ct_module *m, ct_tensor *x_t, ct_rnn_state 
     const ct_rnn_config *cfg = &st->cfg;
     const int64_t B = st->B, NI = cfg->input_size;
     char sh[96];
-    if (x_t->ctx != m->ctx || x_t->dtype != CT_F32 || x_t->storage->device.type != CT_CPU) {
-        ct__op_error(m->ctx, src, "rnn_step", CT_E_ARG, "x_t %s must be a float32 CPU tensor of "
-                     "the module's context", ct_shape_str(x_t, sh, sizeof sh));
+    if (x_t->ctx != m->ctx || x_t->dtype != CT_F32 || !ct_device_eq(x_t->storage->device, st->dev)) {
+        char d[16];
+        ct__op_error(m->ctx, src, "rnn_step", CT_E_ARG, "x_t %s must be a float32 tensor of the "
+                     "module's context on the state's device (%s)", ct_shape_str(x_t, sh, sizeof sh),
+                     ct_device_str(st->dev, d, sizeof d));
         return CT_E_ARG;
     }
     bool ok = (x_t->ndim == 2 && x_t->shape[0] == B && x_t->shape[1] == NI) ||

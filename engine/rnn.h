@@ -39,6 +39,14 @@
  *   (to rounding). The step reads the parameters' current values every call, so it follows
  *   optimizer updates and ct_module_flatten.
  *
+ * DEVICES
+ *   Everything above runs where the module's parameters are (ct_module_to, engine/device.h):
+ *   inputs, h0 and c0 must be there too (CT_E_DEVICE names both devices otherwise); lengths
+ *   and tokens may be on any device (they are read on the host). A ct_rnn_state lives on the
+ *   module's device when it is made (make it after moving the module). On a CUDA state the
+ *   float pointers of ct_rnn_step_f32 / ct_rnn_step_linear_f32 (x, logits) may be host or
+ *   device memory, and *out_h is a device pointer.
+ *
  * CELLS (ct_lstm_cell_new, ...; engine/rnn_cells.c)
  *   torch.nn.LSTMCell / GRUCell / RNNCell: parameters weight_ih [G*H, in], weight_hh [G*H, H],
  *   bias_ih, bias_hh (when bias), the same initialisation, and forward functions composed of

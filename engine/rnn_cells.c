@@ -139,7 +139,7 @@ ct_tensor *ct_gru_cell_forward_at(ct_src src, ct_module *m, ct_tensor *x, ct_ten
     if (!m) return NULL;
     const cell_impl *im = check(src, "gru_cell_forward", m, false, true, x, h, NULL);
     if (!im) return NULL;
-    if (!h) h = ct_zeros(m->ctx, 2, (const int64_t[]){x->shape[0], im->hidden_size});
+    if (!h) h = ct__full_on(m->ctx, x->storage->device, 2, (const int64_t[]){x->shape[0], im->hidden_size}, 0.0);
     ct_tensor *gi = affine(src, m, im, x, 0), *gh = affine(src, m, im, h, 1);
     ct_tensor *a[3], *b[3];
     if (!gi || !gh || ct_chunk_at(src, gi, 3, 1, a) != 3 || ct_chunk_at(src, gh, 3, 1, b) != 3)

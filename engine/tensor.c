@@ -21,24 +21,88 @@ char *ct_device_str(ct_device d, char *buf, size_t n) {
 
 const ct_backend *ct__backend(ct_device dev) {
     if (dev.type == CT_CPU) return &ct_cpu_backend;
-    return NULL;   /* the CUDA backend registers here (issue: GPU) */
+#ifdef CT_HAVE_CUDA
+    if (dev.type == CT_CUDA && dev.index >= 0 && dev.index < ct__cuda_device_count(NULL, 0))
+        return &ct_cuda_backend;
+#endif
+    return NULL;
+}
+
+char *ct__device_why(ct_device dev, char *buf, size_t n) {
+    char d[24];
+    ct_device_str(dev, d, sizeof d);
+    if (dev.type != CT_CUDA) {
+        snprintf(buf, n, "%s is not a device type this build knows", d);
+        return buf;
+    }
+#ifdef CT_HAVE_CUDA
+    char why[160] = "";
+    int count = ct__cuda_device_count(why, sizeof why);
+    if (dev.index < 0)
+        snprintf(buf, n, "%s requested: a device index is 0 or more", d);
+    else if (count == 0)
+        snprintf(buf, n, "%s requested but this machine has 0 CUDA devices (%s)", d, why);
+    else
+        snprintf(buf, n, "%s requested but this machine has %d CUDA device%s (cuda:0%s%.0d)", d,
+                 count, count == 1 ? "" : "s", count > 1 ? " to cuda:" : "", count > 1 ? count - 1 : 0);
+#else
+    snprintf(buf, n, "%s requested but this build has no CUDA backend: rebuild with make CUDA=1", d);
+#endif
+    return buf;
+}
+
+ct_status ct__device_check(ct_ctx *ctx, const ct_backend *be) {
+    return be && be->check ? be->check(ctx) : CT_OK;
+}
+
+ct_status ct__copy_across(ct_tensor *dst, const ct_tensor *src) {
+    size_t nb = (size_t)ct_numel(src) * ct_dtype_size(src->dtype);
+    const ct_backend *bd = dst->storage->backend, *bs = src->storage->backend;
+    ct_ctx *ctx = dst->ctx;
+    if (nb == 0) return CT_OK;
+    if (bd == bs && ct_device_eq(dst->storage->device, src->storage->device)) {
+        bd->copy(dst, src);
+        return ct__device_check(ctx, bd);
+    }
+    if (src->storage->device.type == CT_CPU) {
+        bd->from_host(ct_data(dst), ct_data(src), nb);
+    } else if (dst->storage->device.type == CT_CPU) {
+        bs->to_host(ct_data(dst), ct_data(src), nb);
+    } else {                                  /* device to device: through the host */
+        void *tmp = malloc(nb);
+        if (!tmp) return ct_fail(ctx, CT_E_NOMEM, "copying %zu bytes between devices: out of memory", nb);
+        bs->to_host(tmp, ct_data(src), nb);
+        ct_status st = ct__device_check(ctx, bs);
+        if (st == CT_OK) bd->from_host(ct_data(dst), tmp, nb);
+        free(tmp);
+        if (st) return st;
+    }
+    ct_status st = ct__device_check(ctx, bs);
+    return st ? st : ct__device_check(ctx, bd);
 }
 
 /* ---- storage ------------------------------------------------------------------------ */
 ct_storage *ct__storage_new(ct_ctx *ctx, ct_device dev, size_t nbytes) {
     const ct_backend *be = ct__backend(dev);
     if (!be) {
-        char d[16];
-        ct_fail(ctx, CT_E_DEVICE, "no backend for device %s in this build",
-                ct_device_str(dev, d, sizeof d));
+        char why[320];
+        ct_fail(ctx, CT_E_DEVICE, "%s", ct__device_why(dev, why, sizeof why));
         return NULL;
     }
     ct_storage *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->data = be->alloc(ctx, dev, nbytes ? nbytes : 1);
-    if (!s->data) {
+    /* a device failure (this allocation or an earlier asynchronous kernel) becomes the error */
+    if (be->check && be->check(ctx) != CT_OK) {
+        if (s->data) be->free(ctx, dev, s->data, nbytes ? nbytes : 1);
         free(s);
-        ct_fail(ctx, CT_E_NOMEM, "out of memory allocating %zu bytes", nbytes);
+        return NULL;
+    }
+    if (!s->data) {
+        char d[24];
+        free(s);
+        ct_fail(ctx, CT_E_NOMEM, "out of memory allocating %zu bytes on %s", nbytes,
+                ct_device_str(dev, d, sizeof d));
         return NULL;
     }
     s->refcount = 1;
@@ -123,6 +187,12 @@ static bool check_shape(ct_ctx *ctx, const char *op, int ndim, const int64_t *sh
             return false;
         }
     return true;
+}
+
+ct_tensor *ct__full_on(ct_ctx *ctx, ct_device dev, int ndim, const int64_t *shape, double value) {
+    ct_tensor *t = ct__new(ctx, CT_F32, dev, ndim, shape);
+    if (t) t->storage->backend->fill(t, value);
+    return t;
 }
 
 ct_tensor *ct__new(ct_ctx *ctx, ct_dtype dt, ct_device dev, int ndim, const int64_t *shape) {
@@ -258,7 +328,8 @@ double ct_get(const ct_tensor *t, const int64_t *index) {
             t->storage->backend->to_host(&x, (int64_t *)t->storage->data + off, sizeof x);
             v = (double)x;
         }
-        return v;
+        /* a device failure is recorded in the ctx; the value is then NAN */
+        return ct__device_check(t->ctx, t->storage->backend) == CT_OK ? v : NAN;
     }
     if (t->dtype == CT_F32) return ((const float *)t->storage->data)[off];
     return (double)((const int64_t *)t->storage->data)[off];
@@ -300,10 +371,16 @@ ct_status ct_copy_to_host(const ct_tensor *t, void *dst, size_t dst_bytes) {
         return CT_OK;
     }
     ct_scope_begin(t->ctx);
+    bool was = ct_set_grad_enabled(t->ctx, false);   /* a copy out, not part of any graph */
     ct_tensor *c = ct_contiguous((ct_tensor *)t);
-    if (c) t->storage->backend->to_host(dst, ct_data(c), need);
+    ct_set_grad_enabled(t->ctx, was);
+    ct_status st = c ? CT_OK : ct_ctx_status(t->ctx);
+    if (c && need > 0) {
+        t->storage->backend->to_host(dst, ct_data(c), need);
+        st = ct__device_check(t->ctx, t->storage->backend);
+    }
     ct_scope_end(t->ctx);
-    return c ? CT_OK : ct_ctx_status(t->ctx);
+    return st;
 }
 
 /* ---- helpers for ops -------------------------------------------------------------------- */

@@ -1074,7 +1074,7 @@ START_TEST(test_step_linear_threads) {
     assert_has(errs.last.msg, "the bias has shape [49]");
     ck_assert_int_eq(ct_rnn_step_linear_f32(rnn, xt, s1, ct_transpose(ct_zeros(ctx, CT_SHAPE(H, V)), 0, 1),
                                             NULL, l1, NULL), CT_E_ARG);
-    assert_has(errs.last.msg, "contiguous float32 CPU tensor");
+    assert_has(errs.last.msg, "must be a contiguous float32 tensor of the module's context on its device (cpu)");
     ck_assert_int_eq(ct_rnn_step_linear_f32(rnn, xt, s1, w, bias, NULL, NULL), CT_E_NULL);
     assert_has(errs.last.msg, "logits is NULL");
     ck_assert_int_eq(ct_rnn_step_linear_f32(rnn, NULL, s1, w, bias, l1, NULL), CT_E_NULL);

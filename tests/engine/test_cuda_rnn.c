@@ -1,0 +1,355 @@
+/* tests/engine/test_cuda_rnn.c — the fused recurrent layers on CUDA (engine/cuda/rnn.cu)
+ * against the CPU backend (engine/cpu/rnn.c): LSTM, GRU and Elman RNN, 1-3 layers, mixed
+ * lengths, with and without initial states and biases, time- and batch-major, the token
+ * (fused embedding) path both ways (table projection when V < T*B, embedding otherwise):
+ * outputs, final states and every gradient on cuda:0 within 1e-4 relative of the CPU's; and
+ * stepwise sampling (the step with its output layer, at batch 1 and at a batch that takes the
+ * GEMM path) giving the CPU stepper's logits for 20 steps.
+ *
+ * Without a usable CUDA device (always in builds without CUDA=1) the device tests return at
+ * once; the suite prints "cuda: skipped — <why>" once. What runs everywhere: the device count
+ * and its reason, and in CUDA builds the CUDA rnn group's size functions and stepper life
+ * cycle, which need no device. The device tests use the device API of engine/device.h
+ * (ct_to, ct_module_to); until that header exists they compile to the skip. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kernels_rnn.h"     /* the CUDA group's sizes (struct ct_kernels_rnn) */
+#include "engine/layers.h"
+#include "engine/rnn.h"
+#include "testutil.h"
+
+#include "engine/device.h"
+#define HAVE_DEVICE_API 1
+
+/* Whether the device tests can run; why gets the reason when not. */
+static bool cuda_usable(char *why, size_t n) {
+#if HAVE_DEVICE_API
+    return ct_cuda_device_count(why, n) > 0;
+#else
+    snprintf(why, n, "engine/device.h (ct_to, ct_module_to) is not in this tree yet");
+    return false;
+#endif
+}
+
+/* (each test runs in its own forked process, so "once" is per test) */
+#define SKIP_WITHOUT_CUDA()                                          \
+    do {                                                             \
+        char why_[160];                                              \
+        if (!cuda_usable(why_, sizeof why_)) {                       \
+            printf("cuda_rnn: skipped — %s\n", why_);                \
+            fflush(stdout);                                          \
+            return;                                                  \
+        }                                                            \
+    } while (0)
+
+/* ---- runs everywhere ----------------------------------------------------------------------- */
+START_TEST(test_device_count) {
+    char why[160] = "";
+    int n = ct_cuda_device_count(why, sizeof why);
+    ck_assert_int_ge(n, 0);
+    if (!ct_cuda_compiled()) ck_assert_int_eq(n, 0);
+    if (n == 0) ck_assert_msg(strlen(why) > 0, "no device and no reason given");
+    ck_assert_int_eq(ct_cuda_device_count(NULL, 0), n);
+}
+END_TEST
+
+#ifdef CT_HAVE_CUDA
+extern const struct ct_kernels_rnn ct_cuda_rnn;   /* engine/cuda/rnn.cu */
+
+/* Every member is there; aux holds c_t (LSTM) or W_hn h + b_hn (GRU) of every step; the work
+ * sizes cover what engine/cuda/rnn.cu's comment lists; a stepper needs no device until its
+ * first step. */
+START_TEST(test_cuda_group_sizes) {
+    const struct ct_kernels_rnn *k = &ct_cuda_rnn;
+    ck_assert(k->fwd_work_floats && k->aux_floats && k->forward && k->bwd_work_floats &&
+              k->backward && k->stepper_new && k->stepper_free && k->step);
+    const ct_rnn_mode modes[] = {CT_RNN_TANH, CT_RNN_RELU, CT_LSTM, CT_GRU};
+    const int64_t Ts[] = {1, 5, 300}, Bs[] = {1, 3, 64}, Hs[] = {1, 37, 512};
+    for (int mi = 0; mi < 4; mi++)
+        for (int ti = 0; ti < 3; ti++)
+            for (int bi = 0; bi < 3; bi++)
+                for (int hi = 0; hi < 3; hi++) {
+                    const ct_rnn_mode mode = modes[mi];
+                    const int64_t T = Ts[ti], B = Bs[bi], H = Hs[hi], G = ct_rnn_gates(mode);
+                    const bool gru = mode == CT_GRU;
+                    ck_assert_int_eq(k->aux_floats(mode, T, B, H),
+                                     mode == CT_LSTM || gru ? T * B * H : 0);
+                    ck_assert_int_ge(k->fwd_work_floats(mode, T, B, H),
+                                     B + B * H + (gru ? 3 * B * H : 0));
+                    const int64_t bw = k->bwd_work_floats(mode, T, B, H);
+                    ck_assert_int_ge(bw, B + 2 * B * H + T * B * G * H * (gru ? 2 : 1) + T * B);
+                    ck_assert_int_ge(k->bwd_work_floats(mode, T + 1, B, H), bw);
+                }
+    for (int mi = 0; mi < 4; mi++) {
+        ct_rnn_stepper *s = k->stepper_new(modes[mi], 2, 1, 7, 37);
+        ck_assert_ptr_nonnull(s);
+        k->stepper_free(s);
+    }
+    k->stepper_free(NULL);
+}
+END_TEST
+#endif
+
+#if HAVE_DEVICE_API
+#define CUDA0 ((ct_device){CT_CUDA, 0})
+
+static float *host_copy(const ct_tensor *t) {
+    int64_t n = ct_numel(t);
+    float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(ct_copy_to_host(t, v, sizeof(float) * (size_t)n), CT_OK);
+    return v;
+}
+
+/* gpu (any device) equals cpu within 1e-5 + 1e-4 |cpu|, element by element. */
+static void assert_close(const char *what, const ct_tensor *gpu, const ct_tensor *cpu) {
+    ck_assert_msg(gpu && cpu, "%s: missing (gpu %p, cpu %p)", what, (const void *)gpu,
+                  (const void *)cpu);
+    ck_assert_msg(ct_same_shape(gpu, cpu), "%s: shapes differ", what);
+    ck_assert_msg(ct_tensor_device(gpu).type == CT_CUDA, "%s: not on the device", what);
+    float *a = host_copy(gpu), *b = host_copy(cpu);
+    for (int64_t i = 0; i < ct_numel(cpu); i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        ck_assert_msg(d <= 1e-5 + 1e-4 * fabs((double)b[i]),
+                      "%s[%lld]: cuda %.8g, cpu %.8g", what, (long long)i, (double)a[i],
+                      (double)b[i]);
+    }
+    free(a);
+    free(b);
+}
+
+static ct_tensor *to_cuda(ct_tensor *t) {
+    ct_tensor *d = ct_to(t, CUDA0);
+    ck_assert_ptr_nonnull(d);
+    return d;
+}
+
+/* ---- layers: forward and backward against the CPU ------------------------------------------ */
+typedef struct gcase {
+    ct_rnn_mode mode;
+    int layers;
+    int64_t in, hidden, T, B;
+    bool state, lengths, bias, batch_first;
+    int64_t V;                 /* > 0: tokens into an embedding table of V rows */
+} gcase;
+
+static const gcase gcases[] = {
+    {CT_LSTM, 1, 5, 8, 6, 3, false, false, true, false, 0},
+    {CT_LSTM, 2, 5, 8, 7, 4, true, true, true, false, 0},
+    {CT_LSTM, 3, 45, 37, 5, 5, true, true, false, true, 0},     /* no bias, batch-major */
+    {CT_GRU, 1, 5, 8, 6, 3, false, false, true, false, 0},
+    {CT_GRU, 3, 4, 37, 7, 4, true, true, true, false, 0},
+    {CT_GRU, 2, 6, 12, 5, 3, true, false, false, true, 0},
+    {CT_RNN_TANH, 1, 5, 8, 6, 3, true, false, true, false, 0},
+    {CT_RNN_TANH, 3, 5, 33, 6, 4, false, true, true, false, 0},
+    {CT_RNN_RELU, 2, 5, 8, 7, 4, true, true, true, false, 0},
+    {CT_LSTM, 2, 6, 8, 7, 4, true, true, true, false, 9},       /* tokens: table (V < T*B) */
+    {CT_GRU, 2, 6, 8, 7, 4, false, true, true, true, 9},
+    {CT_RNN_RELU, 1, 6, 8, 7, 4, true, false, true, false, 5},
+    {CT_LSTM, 1, 6, 8, 3, 2, false, false, true, false, 40},    /* tokens: embedding (V >= T*B) */
+};
+
+static ct_status run_layer(const gcase *c, ct_module *m, ct_tensor *x, ct_tensor *tok,
+                           ct_tensor *len, ct_tensor *h0, ct_tensor *c0, ct_tensor **out,
+                           ct_tensor **hn, ct_tensor **cn) {
+    if (tok) return ct_rnn_forward_embedded(m, x, tok, len, h0, c0, NULL, out, hn, cn);
+    return ct_rnn_forward(m, x, len, h0, c0, NULL, out, hn, cn);
+}
+
+/* sum(out * wo) + sum(h_n * wh) (+ sum(c_n * wc)) */
+static ct_tensor *loss_of(ct_tensor *out, ct_tensor *hn, ct_tensor *cn, ct_tensor *wo,
+                          ct_tensor *wh, ct_tensor *wc) {
+    ct_tensor *l = ct_add(ct_sum_all(ct_mul(out, wo)), ct_sum_all(ct_mul(hn, wh)));
+    if (cn) l = ct_add(l, ct_sum_all(ct_mul(cn, wc)));
+    ck_assert_ptr_nonnull(l);
+    return l;
+}
+#endif
+
+START_TEST(test_layers_match_cpu) {
+    SKIP_WITHOUT_CUDA();
+#if HAVE_DEVICE_API
+    const gcase *c = &gcases[_i];
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_rng r1, r2;
+    ct_rng_seed(&r1, 100 + (uint64_t)_i);
+    ct_rng_seed(&r2, 100 + (uint64_t)_i);
+    const ct_rnn_config cfg = {c->mode, c->in, c->hidden, c->layers, c->bias, c->batch_first,
+                               0.0f};
+    ct_module *mc = ct_rnn_new(ctx, &r1, &cfg), *mg = ct_rnn_new(ctx, &r2, &cfg);
+    ck_assert_ptr_nonnull(mc);
+    ck_assert_ptr_nonnull(mg);
+    ck_assert_int_eq(ct_module_to(mg, CUDA0), CT_OK);
+    const int64_t T = c->T, B = c->B, H = c->hidden, L = c->layers;
+    const int64_t d0 = c->batch_first ? B : T, d1 = c->batch_first ? T : B;
+    const bool lstm = c->mode == CT_LSTM;
+    /* lengths (a CPU tensor for both, as PyTorch's packing wants): T, T-2, T-4, ... >= 1 */
+    ct_tensor *len = NULL;
+    int64_t lv[16];
+    for (int64_t b = 0; b < B; b++) lv[b] = c->lengths ? T - (2 * b) % T : T;
+    if (c->lengths) len = ct_from_i64(ctx, lv, CT_SHAPE(B));
+    /* the input: frames with NaN in the padding (never read), or tokens (-1 in the padding) */
+    ct_tensor *xc, *tokc = NULL, *tokg = NULL;
+    if (c->V > 0) {
+        xc = TU_RAND(ctx, 21, -1, 1, c->V, c->in);
+        tokc = ct_empty(ctx, CT_I64, CT_SHAPE(d0, d1));
+        int64_t *tv = ct_data_i64(tokc);
+        for (int64_t i = 0; i < d0; i++)
+            for (int64_t j = 0; j < d1; j++) {
+                const int64_t t = c->batch_first ? j : i, b = c->batch_first ? i : j;
+                tv[i * d1 + j] = t < lv[b] ? (t * 7 + b * 3 + 1) % c->V : -1;
+            }
+        tokg = to_cuda(tokc);
+    } else {
+        xc = TU_RAND(ctx, 21, -1, 1, d0, d1, c->in);
+        float *xv = ct_data_f32(xc);
+        for (int64_t i = 0; i < d0; i++)
+            for (int64_t j = 0; j < d1; j++) {
+                const int64_t t = c->batch_first ? j : i, b = c->batch_first ? i : j;
+                if (t >= lv[b])
+                    for (int64_t k = 0; k < c->in; k++) xv[(i * d1 + j) * c->in + k] = NAN;
+            }
+    }
+    ct_tensor *xg = to_cuda(xc);
+    ck_assert_int_eq(ct_set_requires_grad(xc, true), CT_OK);
+    ck_assert_int_eq(ct_set_requires_grad(xg, true), CT_OK);
+    ct_tensor *h0c = NULL, *h0g = NULL, *c0c = NULL, *c0g = NULL;
+    if (c->state) {
+        h0c = TU_RAND(ctx, 22, -1, 1, L, B, H);
+        h0g = to_cuda(h0c);
+        ck_assert_int_eq(ct_set_requires_grad(h0c, true), CT_OK);
+        ck_assert_int_eq(ct_set_requires_grad(h0g, true), CT_OK);
+        if (lstm) {
+            c0c = TU_RAND(ctx, 23, -1, 1, L, B, H);
+            c0g = to_cuda(c0c);
+            ck_assert_int_eq(ct_set_requires_grad(c0c, true), CT_OK);
+            ck_assert_int_eq(ct_set_requires_grad(c0g, true), CT_OK);
+        }
+    }
+    /* forward on both */
+    ct_tensor *oc, *hc, *cc, *og, *hg, *cg;
+    ck_assert_msg(run_layer(c, mc, xc, tokc, len, h0c, c0c, &oc, &hc, &cc) == CT_OK, "cpu: %s",
+                  ct_ctx_error(ctx));
+    ck_assert_msg(run_layer(c, mg, xg, tokg, len, h0g, c0g, &og, &hg, &cg) == CT_OK, "cuda: %s",
+                  ct_ctx_error(ctx));
+    assert_close("out", og, oc);
+    assert_close("h_n", hg, hc);
+    if (lstm) assert_close("c_n", cg, cc);
+    else ck_assert(cg == NULL && cc == NULL);
+    /* backward of the same weighted sums */
+    ct_tensor *wo = TU_RAND(ctx, 31, -1, 1, d0, d1, H), *wh = TU_RAND(ctx, 32, -1, 1, L, B, H);
+    ct_tensor *wc = lstm ? TU_RAND(ctx, 33, -1, 1, L, B, H) : NULL;
+    ct_tensor *lc = loss_of(oc, hc, cc, wo, wh, wc);
+    ct_tensor *lg = loss_of(og, hg, cg, to_cuda(wo), to_cuda(wh), lstm ? to_cuda(wc) : NULL);
+    ck_assert_int_eq(ct_backward(lc), CT_OK);
+    ck_assert_msg(ct_backward(lg) == CT_OK, "cuda backward: %s", ct_ctx_error(ctx));
+    assert_close("loss", lg, lc);
+    assert_close(c->V > 0 ? "d emb" : "dx", ct_grad(xg), ct_grad(xc));
+    if (c->state) {
+        assert_close("dh0", ct_grad(h0g), ct_grad(h0c));
+        if (lstm) assert_close("dc0", ct_grad(c0g), ct_grad(c0c));
+    }
+    const int np = ct_module_param_count(mc);
+    ck_assert_int_eq(ct_module_param_count(mg), np);
+    for (int i = 0; i < np; i++) {
+        char name[96], what[128];
+        ct_tensor *pc = ct_module_param_at(mc, i, name, sizeof name);
+        ct_tensor *pg = ct_module_param_at(mg, i, NULL, 0);
+        snprintf(what, sizeof what, "d %s", name);
+        assert_close(what, ct_grad(pg), ct_grad(pc));
+    }
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_module_free(mc);
+    ct_module_free(mg);
+    ct_ctx_free(ctx);
+#endif
+}
+END_TEST
+
+/* ---- stepwise sampling ------------------------------------------------------------------- */
+START_TEST(test_step_matches_cpu) {
+    SKIP_WITHOUT_CUDA();
+#if HAVE_DEVICE_API
+    static const ct_rnn_mode modes[] = {CT_LSTM, CT_GRU, CT_RNN_TANH, CT_RNN_RELU};
+    const ct_rnn_mode mode = modes[_i % 4];
+    const int64_t B = _i < 4 ? 1 : 6;            /* 6: past the fused kernel, the GEMM path */
+    const int64_t I = 7, H = 37, V = 11, L = 2;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_set_grad_enabled(ctx, false);
+    ct_rng r1, r2;
+    ct_rng_seed(&r1, 200 + (uint64_t)_i);
+    ct_rng_seed(&r2, 200 + (uint64_t)_i);
+    const ct_rnn_config cfg = {mode, I, H, (int)L, true, false, 0.0f};
+    ct_module *mc = ct_rnn_new(ctx, &r1, &cfg), *mg = ct_rnn_new(ctx, &r2, &cfg);
+    ct_module *oc = ct_linear_new(ctx, &r1, H, V, true), *og = ct_linear_new(ctx, &r2, H, V, true);
+    ck_assert(mc && mg && oc && og);
+    ct_module_train(mc, false);
+    ct_module_train(mg, false);
+    ck_assert_int_eq(ct_module_to(mg, CUDA0), CT_OK);
+    ck_assert_int_eq(ct_module_to(og, CUDA0), CT_OK);
+    ct_rnn_state *sc = ct_rnn_state_new(mc, B), *sg = ct_rnn_state_new(mg, B);
+    ck_assert_msg(sc && sg, "%s", ct_ctx_error(ctx));
+    float x[6 * 7], lc[6 * 11], lg[6 * 11];
+    uint64_t seed = 12345;
+    /* 20 steps with the output layer (x and logits in host memory) */
+    for (int step = 0; step < 20; step++) {
+        for (int64_t i = 0; i < B * I; i++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            x[i] = (float)((double)(seed >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
+        }
+        ck_assert_int_eq(ct_rnn_step_linear_f32(mc, x, sc, ct_module_param(oc, "weight"),
+                                                ct_module_param(oc, "bias"), lc, NULL), CT_OK);
+        ck_assert_msg(ct_rnn_step_linear_f32(mg, x, sg, ct_module_param(og, "weight"),
+                                             ct_module_param(og, "bias"), lg, NULL) == CT_OK,
+                      "cuda step: %s", ct_ctx_error(ctx));
+        for (int64_t i = 0; i < B * V; i++)
+            ck_assert_msg(fabs((double)lg[i] - (double)lc[i]) <= 1e-5 + 1e-4 * fabs((double)lc[i]),
+                          "step %d logit %lld: cuda %.8g, cpu %.8g", step, (long long)i,
+                          (double)lg[i], (double)lc[i]);
+    }
+    /* 4 steps through the tensor API, x on each module's device */
+    for (int step = 0; step < 4; step++) {
+        ct_tensor *xc = TU_RAND(ctx, 300 + (uint64_t)step, -1, 1, B, I), *hc, *hg;
+        ck_assert_int_eq(ct_rnn_step(mc, xc, sc, &hc), CT_OK);
+        ck_assert_msg(ct_rnn_step(mg, to_cuda(xc), sg, &hg) == CT_OK, "cuda step: %s",
+                      ct_ctx_error(ctx));
+        assert_close("step h", hg, hc);
+    }
+    assert_close("state h", ct_rnn_state_h(sg), ct_rnn_state_h(sc));
+    if (mode == CT_LSTM) assert_close("state c", ct_rnn_state_c(sg), ct_rnn_state_c(sc));
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_rnn_state_free(sc);
+    ct_rnn_state_free(sg);
+    ct_module_free(mc);
+    ct_module_free(mg);
+    ct_module_free(oc);
+    ct_module_free(og);
+    ct_ctx_free(ctx);
+#endif
+}
+END_TEST
+
+Suite *cuda_rnn_suite(void) {
+    Suite *s = suite_create("cuda_rnn");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_device_count);
+#ifdef CT_HAVE_CUDA
+    tcase_add_test(tc, test_cuda_group_sizes);
+#endif
+    /* (nothing here may touch CUDA: Check forks every test from this process, and a child
+     * cannot use a CUDA runtime its parent initialised; the tests say when they skip) */
+#if HAVE_DEVICE_API
+    tcase_add_loop_test(tc, test_layers_match_cpu, 0, (int)(sizeof gcases / sizeof gcases[0]));
+#else
+    tcase_add_loop_test(tc, test_layers_match_cpu, 0, 1);
+#endif
+    tcase_add_loop_test(tc, test_step_matches_cpu, 0, 8);
+    suite_add_tcase(s, tc);
+    return s;
+}
