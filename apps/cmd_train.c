@@ -87,7 +87,7 @@ static void train_help(FILE *f) {
             "  --sample-seconds S      length of a gallery sample (default 4)\n"
             "  --log-every N           a progress line every N steps when stderr is not a\n"
             "                          terminal (default 10)\n"
-            "  --device NAME           cpu; cuda or cuda:N are not implemented yet (default cpu)\n"
+            "  --device NAME           cpu, cuda or cuda:N (a CUDA build on a machine with a GPU; default cpu)\n"
             "  --dashboard[=HOST:PORT] serve the live dashboard while training (default address\n"
             "                          " DASH_DEFAULT_LISTEN "; 'cantor dashboard RUN_DIR' replays a run)\n"
             "  -h, --help              this help\n",
@@ -115,25 +115,12 @@ static bool copy_path(const char *flag, const char *s, char *dst) {
 
 /* cpu, cuda, cuda:N. CLI_OK, CLI_USAGE (malformed) or CLI_FAIL (not available here). */
 static int check_device(const char *d) {
-    if (!strcmp(d, "cpu")) return CLI_OK;
-    bool cuda = !strcmp(d, "cuda");
-    if (!cuda && !strncmp(d, "cuda:", 5)) {
-        const char *p = d + 5;
-        char *end = NULL;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        cuda = *p >= '0' && *p <= '9' && !*end && !errno && v >= 0 && v < 64;
-    }
-    if (!cuda) return cli_usage("train", "--device '%s': expected cpu, cuda or cuda:N (N = 0..63)", d);
+    ct_device dev;
     char why[256] = "";
-    int n = ct_cuda_device_count(why, sizeof why);
-    if (!ct_cuda_compiled())
-        return cli_fail("train", "--device %s: training on CUDA is not implemented yet, and this build has no "
-                        "CUDA backend compiled in (%s; 'make CUDA=1' builds it); train with --device cpu",
-                        d, why[0] ? why : "built without CUDA=1");
-    return cli_fail("train", "--device %s: training on CUDA is not implemented yet (this build has the CUDA "
-                    "backend compiled in, %d device%s: %s); train with --device cpu", d, n, n == 1 ? "" : "s",
-                    n > 0 ? "the training loop does not use it yet" : why);
+    if (ct_device_parse(d, &dev, why, sizeof why) != CT_OK) return cli_usage("train", "--device: %s", why);
+    if (!ct_device_available(dev, why, sizeof why))
+        return cli_fail("train", "--device %s: %s; train with --device cpu", d, why);
+    return CLI_OK;
 }
 
 static void cfg_describe_with(const cc_config *base, const train_opts *o, char *buf, size_t n) {

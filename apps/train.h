@@ -133,6 +133,7 @@ struct train_run {
     bool resumed;
     int64_t resume_step;
     ct_ctx *ctx;
+    ct_device dev;                           /* --device: the model and optimizer live there */
     /* data */
     cp_dataset *train_ds, *valid_ds;         /* corpus files */
     cp_audio_dataset *audio;                 /* --model audio */

@@ -244,7 +244,7 @@ static void print_device(train_run *r) {
     char cuda[384];
     if (!ct_cuda_compiled()) snprintf(cuda, sizeof cuda, "CUDA not compiled in");
     else snprintf(cuda, sizeof cuda, "CUDA compiled in, %d device%s%s%s", n, n == 1 ? "" : "s", n ? "" : ": ", n ? "" : why);
-    train_say(r, "device: %s (%s; training on CUDA is not implemented yet)", r->o.device, cuda);
+    train_say(r, "device: %s (%s)", r->o.device, cuda);
     train_say(r, "BLAS: %s (core %s, %d threads)", ct_blas_config(), ct_blas_core(), ct_blas_threads());
 }
 
@@ -272,6 +272,12 @@ int train_setup(train_run *r) {
     ct_rng_seed(&r->rng, (uint64_t)o->seed);
     r->m = cc_model_new(r->ctx, &r->rng, &r->cfg);
     if (!r->m) return cli_fail("train", "%s", ct_ctx_error(r->ctx));
+    char why[256] = "";
+    if (ct_device_parse(o->device[0] ? o->device : "cpu", &r->dev, why, sizeof why) != CT_OK)
+        return cli_usage("train", "--device: %s", why);
+    if (r->dist && r->dev.type != CT_CPU)
+        return cli_usage("train", "--device %s: data-parallel runs (mpirun) train on the CPU for now (the NCCL "
+                         "all-reduce is not wired into training yet); drop --device or run one process", o->device);
     if (r->dist && (o->sched == TRAIN_LR_PLATEAU || o->early_stop > 0))
         return cli_usage("train", "--lr-schedule plateau and --early-stop are not supported in data-parallel runs "
                          "yet (the validation runs on one process only)");
@@ -321,6 +327,9 @@ int train_setup(train_run *r) {
         train_say(r, "resumed %s at step %lld (epoch %lld)", o->out, (long long)r->step,
                   (long long)ct_dataloader_position(r->dl).epoch);
     }
+    /* the model and the optimizer to the device (after a resume loaded them on the CPU) */
+    if (r->dev.type != CT_CPU && (ct_module_to(r->m, r->dev) != CT_OK || ct_optim_to(r->opt, r->dev) != CT_OK))
+        return cli_fail("train", "--device %s: %s", o->device, ct_ctx_error(r->ctx));
     char sched[160];
     int k = snprintf(sched, sizeof sched, "%s", train_sched_name(o->sched));
     if (o->sched == TRAIN_LR_PLATEAU)

@@ -48,7 +48,7 @@ static ct_status sample_performance(train_run *r, const cc_config *c, ct_rng *rn
     return st;
 }
 
-void train_sample_gallery(train_run *r) {
+static void gallery(train_run *r) {
     const cc_config *c = cc_model_config(r->m);
     if (!c) return;
     const double secs = r->o.sample_seconds;
@@ -146,4 +146,23 @@ void train_sample_gallery(train_run *r) {
     bool ok = f && fputs(line, f) >= 0;
     if (f && fclose(f) != 0) ok = false;
     if (!ok) gallery_warn(r, path, strerror(errno));
+}
+
+/* Samples run on the CPU (engine/rnn.h's batch-1 stepping): a model on a device comes to the
+ * CPU for the gallery and goes back before the next step (the optimizer stays there). */
+void train_sample_gallery(train_run *r) {
+    if (r->dev.type == CT_CPU) {
+        gallery(r);
+        return;
+    }
+    if (ct_module_to(r->m, CT_DEVICE_CPU) != CT_OK) {
+        train_warn(r, "samples skipped: %s", ct_ctx_error(r->ctx));
+        ct_ctx_clear_error(r->ctx);
+        return;
+    }
+    gallery(r);
+    if (ct_module_to(r->m, r->dev) != CT_OK) {
+        /* the next step reports it (the optimizer's state and the model would differ) */
+        train_warn(r, "moving the model back to %s after the samples: %s", r->o.device, ct_ctx_error(r->ctx));
+    }
 }

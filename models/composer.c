@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/autograd.h"
+#include "engine/device.h"
 #include "engine/layers.h"
 #include "engine/ops.h"
 #include "engine/rnn.h"
@@ -221,6 +222,15 @@ ct_status cc_loss_at(ct_src src, ct_module *m, const ct_batch *b, int64_t ignore
                  ct_shape_str(y, s1, sizeof s1), (long long)T, (long long)B, roll ? ", 88" : "");
         return loss_fail(ctx, src, CT_E_SHAPE, msg);
     }
+    /* a model on a device gets the batch there (lengths and tokens are read on the host) */
+    ct_tensor *mask = b->mask;
+    const ct_device dev = ct_module_device(m);
+    if (dev.type != CT_CPU) {
+        if (roll) x = ct_to_at(src, x, dev);
+        y = ct_to_at(src, y, dev);
+        if (roll) mask = ct_to_at(src, mask, dev);
+        if (!x || !y || (roll && !mask)) return ct_ctx_status(ctx);
+    }
     ct_tensor *logits = cc_forward_at(src, m, x, b->lengths, rng);
     if (!logits) return ct_ctx_status(ctx);
     const int64_t n = T * B;
@@ -247,7 +257,7 @@ ct_status cc_loss_at(ct_src src, ct_module *m, const ct_batch *b, int64_t ignore
         counted = (int64_t)llround(sum);
         ct_tensor *per_frame = ct_sum_at(src, ct_bce_with_logits_at(src, logits, y, CT_REDUCE_NONE),
                                          1, (const int[]){-1}, false);
-        ct_tensor *total = ct_sum_at(src, ct_mul_at(src, per_frame, b->mask), 0, NULL, false);
+        ct_tensor *total = ct_sum_at(src, ct_mul_at(src, per_frame, mask), 0, NULL, false);
         l = ct_mul_scalar_at(src, total, sum > 0 ? (float)(1.0 / sum) : 0.0f);
     }
     if (!l) return ct_ctx_status(ctx);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "audio/midi.h"
+#include "engine/device.h"
 #include "corpora/corpus.h"
 #include "engine/safetensors.h"
 #include "models/composer.h"
@@ -425,9 +426,9 @@ START_TEST(test_usage_errors) {
         {"--spike-factor -1", "--spike-factor '-1'"},
         {"--max-skips 0", "--max-skips '0'"},
         {"--audio-rate 10", "--audio-rate '10'"},
-        {"--device gpu", "--device 'gpu'"},
-        {"--device cuda:x", "--device 'cuda:x'"},
-        {"--device cuda:99", "--device 'cuda:99'"},
+        {"--device gpu", "'gpu' is not a device: expected cpu, cuda or cuda:N"},
+        {"--device cuda:x", "'cuda:x' is not a device"},
+        {"--device cuda:1024", "'cuda:1024' is not a device: the index is too large"},
         {"--bogus 1", "unknown option '--bogus'"},
         {"stray", "unexpected argument 'stray'"},
         {"--model pianoroll", "--model pianoroll, but tmp/tr_u.corpus is a melody corpus"},
@@ -446,11 +447,18 @@ START_TEST(test_usage_errors) {
     HAS(out, "--out RUN_DIR is required");
     ck_assert_int_eq(run("train --corpus", out, sizeof out), 2);
     HAS(out, "--corpus");
-    /* a well-formed CUDA device: not available (exit 1), saying so and what is compiled in */
-    ck_assert_int_eq(run("train --corpus tmp/tr_u.corpus --out tmp/tr_u --device cuda:0", out, sizeof out), 1);
-    HAS(out, "--device cuda:0: training on CUDA is not implemented yet");
-    HAS(out, "compiled in");
-    ck_assert_int_eq(run("train --corpus tmp/tr_u.corpus --out tmp/tr_u --device cuda", out, sizeof out), 1);
+    /* a well-formed CUDA device that is not here (no CUDA build, no GPU, index too large):
+     * exit 1, saying why */
+    char why[256];
+    if (!ct_device_available(CT_DEVICE_CUDA(0), why, sizeof why)) {
+        ck_assert_int_eq(run("train --corpus tmp/tr_u.corpus --out tmp/tr_u --device cuda:0", out, sizeof out), 1);
+        HAS(out, "--device cuda:0: ");
+        HAS(out, why);
+        HAS(out, "train with --device cpu");
+        ck_assert_int_eq(run("train --corpus tmp/tr_u.corpus --out tmp/tr_u --device cuda", out, sizeof out), 1);
+    }
+    ck_assert_int_eq(run("train --corpus tmp/tr_u.corpus --out tmp/tr_u --device cuda:1023", out, sizeof out), 1);
+    HAS(out, "--device cuda:1023: ");
     /* nothing was created by the refused runs */
     ck_assert(!exists("tmp/tr_u"));
     /* help lists every option with its default */
