@@ -198,6 +198,15 @@ check-corpora: all
 check-cuda:
 	$(MAKE) CUDA=1 all
 
+# The CUDA check of issue 7 on a GPU machine (scripts/gpu-check.sh: CUDA build, CUDA tests, the
+# GPU benchmark beside PyTorch); `make gpu-kit` here first (copies ../shared/bench and the few
+# static libraries the GPU image lacks into .bench-kit/, which the device tool carries).
+gpu-check:
+	scripts/gpu-check.sh
+gpu-kit:
+	scripts/gpu-check.sh --prepare
+.PHONY: gpu-check gpu-kit
+
 # Data-parallel training on 2 and 3 CPU processes (mpirun) equals one process (tests/check_mpi.sh).
 check-mpi: $(LIB)
 	BUILD=$(BUILD) tests/check_mpi.sh
@@ -264,6 +273,7 @@ clean:
 
 help:
 	@echo "make            build bin/cantor and the engine library (CUDA=1 adds the GPU backend)"
+	@echo "make gpu-check  on a GPU machine: CUDA build, CUDA tests, GPU benchmark beside PyTorch (make gpu-kit first)"
 	@echo "make deps       install the Debian packages (apt-get)"
 	@echo "make test       build and run every Check suite"
 	@echo "make test-asan  the same under AddressSanitizer + UBSan"
