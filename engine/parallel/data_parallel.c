@@ -54,8 +54,8 @@ ct_data_parallel *ct__data_parallel_new_with(ct_module *model, const int *device
     }
     if (n > 1) {
         ct_fail(ctx, CT_E_UNSUPPORTED, "DataParallel over %d GPUs in one process needs model replicas "
-                                       "on each device (the CUDA backend, not built yet) and NCCL; "
-                                       "use one device, or one process per GPU with mpirun "
+                                       "on each device and an NCCL reduction, which are not written "
+                                       "yet; use one device, or one process per GPU with mpirun "
                                        "(ct_dist_gpu_init)",
                 n);
         return NULL;

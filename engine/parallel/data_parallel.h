@@ -24,9 +24,9 @@
  * (train on the CPU, or on several processes with mpirun). With ONE device it is a no-op
  * wrapper: replica 0 is the model itself, scatter gives the whole batch, reduce_grads and
  * broadcast_params change nothing, so code written for DataParallel runs unchanged on one
- * GPU. Several devices need the CUDA backend's tensors (model replicas on each device) and
- * NCCL, which are not built yet: CT_E_UNSUPPORTED, suggesting one process per GPU with mpirun
- * (ct_dist_gpu_init), the recommended setup anyway.
+ * GPU (move the model there with ct_module_to, engine/device.h). Several devices need model
+ * replicas on each device and an NCCL reduction, which are not written yet: CT_E_UNSUPPORTED,
+ * suggesting one process per GPU with mpirun (ct_dist_gpu_init), the recommended setup anyway.
  *
  * OWNERSHIP: ct_data_parallel_free frees the wrapper (and any replicas it made), never the
  * model; NULL is a no-op. The model must outlive the wrapper. Errors go to the model's context.
@@ -41,7 +41,7 @@ typedef struct ct_data_parallel ct_data_parallel;
 /* devices: CUDA device indices (distinct, each < the device count), or NULL / n_devices 0 for
  * every visible device. NULL + error in the model's context: CT_E_DEVICE (no CUDA device, or
  * an index that is not there), CT_E_ARG (a repeated or negative index), CT_E_UNSUPPORTED
- * (more than one device, until the CUDA backend exists). */
+ * (more than one device, until replicas are written). */
 ct_data_parallel *ct_data_parallel_new(ct_module *model, const int *devices, int n_devices);
 void ct_data_parallel_free(ct_data_parallel *dp);
 
