@@ -174,6 +174,15 @@ static ct_tensor *run_hooks(ct_hook *h, ct_tensor *g) {
                     ct_shape_str(r, a, sizeof a), ct_shape_str(g, b, sizeof b));
             return NULL;
         }
+        if (r && (!ct_device_eq(r->storage->device, g->storage->device) || r->dtype != g->dtype)) {
+            char a[16], b[16];
+            ct_fail(g->ctx, r->dtype != g->dtype ? CT_E_DTYPE : CT_E_DEVICE,
+                    "gradient hook returned a gradient of dtype %s on %s for "
+                    "one of dtype %s on %s (return one of the same dtype on the same device)",
+                    ct_dtype_name(r->dtype), ct_device_str(r->storage->device, a, sizeof a),
+                    ct_dtype_name(g->dtype), ct_device_str(g->storage->device, b, sizeof b));
+            return NULL;
+        }
         if (r) g = r;
     }
     return g;
@@ -238,6 +247,14 @@ ct_status ct_backward_at(ct_src src, ct_tensor *root, ct_tensor *grad, bool reta
             return ct_fail(ctx, CT_E_SHAPE, "backward: gradient of shape %s for a tensor of shape %s "
                            "(at %s:%d)", ct_shape_str(grad, s1, sizeof s1),
                            ct_shape_str(root, s2, sizeof s2), src.file, src.line);
+        if (!ct_device_eq(grad->storage->device, root->storage->device) || grad->dtype != CT_F32) {
+            char d1[16], d2[16];
+            return ct_fail(ctx, grad->dtype != CT_F32 ? CT_E_DTYPE : CT_E_DEVICE,
+                           "backward: a gradient of dtype %s on %s for a float32 "
+                           "tensor on %s; give a float32 gradient on the tensor's device (at %s:%d)",
+                           ct_dtype_name(grad->dtype), ct_device_str(grad->storage->device, d1, sizeof d1),
+                           ct_device_str(root->storage->device, d2, sizeof d2), src.file, src.line);
+        }
     } else if (ct_numel(root) != 1) {
         return ct_fail(ctx, CT_E_SHAPE,
                        "backward: the tensor has shape %s; backward without an explicit gradient "

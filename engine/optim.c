@@ -279,7 +279,7 @@ ct_status ct_optim_get_state(const ct_optim *o, int i, float *dst, int64_t n) {
     if (st || n == 0) return st;
     const ct_tensor *s = o->state[i];
     s->storage->backend->to_host(dst, ct_data(s), (size_t)n * sizeof(float));
-    return CT_OK;
+    return ct__device_check(o->ctx, s->storage->backend);
 }
 
 ct_status ct_optim_set_state(ct_optim *o, int i, const float *src, int64_t n) {
@@ -353,6 +353,9 @@ ct_status ct_clip_grad_norm(ct_module *root, float max_norm, double *norm_before
     if (!g) return ct_ctx_status(root->ctx);
     int64_t n = ct_numel(g);
     double norm = n > 0 ? sqrt(k->sum_squares(ct_data_f32(g), n)) : 0.0;
+    /* a device failure (here or in an earlier asynchronous kernel) is that error, not a NaN norm */
+    ct_status dst = ct__device_check(root->ctx, g->storage->backend);
+    if (dst != CT_OK) return dst;
     if (norm_before) *norm_before = norm;
     if (!isfinite(norm))
         return ct_fail(root->ctx, CT_E_STATE, "clip_grad_norm: gradient norm is %s over %lld "

@@ -130,6 +130,9 @@ START_TEST(test_backward_errors) {
     ck_assert_ptr_nonnull(strstr(errs.last.msg, "the tensor has shape [2, 2]; backward without an explicit gradient needs one element"));
     ck_assert_int_eq(ct_backward_ex(ct_mul(a, a), ct_ones(ctx, CT_SHAPE(3)), false), CT_E_SHAPE);
     ck_assert_ptr_nonnull(strstr(errs.last.msg, "gradient of shape [3] for a tensor of shape [2, 2]"));
+    /* a gradient of another dtype (or on another device) is refused before anything runs */
+    ck_assert_int_eq(ct_backward_ex(ct_mul(a, a), ct_empty(ctx, CT_I64, CT_SHAPE(2, 2)), false), CT_E_DTYPE);
+    ck_assert_ptr_nonnull(strstr(errs.last.msg, "a gradient of dtype int64 on cpu for a float32 tensor on cpu"));
     ck_assert_int_eq(ct_backward(NULL), CT_E_NULL);
     /* requires_grad only on float leaves */
     ck_assert_int_eq(ct_set_requires_grad(ct_mul(a, a), false), CT_E_STATE);
@@ -173,6 +176,10 @@ static ct_tensor *hook_bad_shape(ct_tensor *g, void *ud) {
     (void)ud;
     return ct_zeros(g->ctx, CT_SHAPE(5));
 }
+static ct_tensor *hook_bad_dtype(ct_tensor *g, void *ud) {
+    (void)ud;
+    return ct_empty(g->ctx, CT_I64, g->ndim, g->shape);
+}
 
 START_TEST(test_hooks) {
     tu_errors errs = {0};
@@ -202,6 +209,12 @@ START_TEST(test_hooks) {
     ct_register_hook(z, hook_bad_shape, NULL);
     ck_assert_int_ne(ct_backward(ct_sum_all(ct_mul(z, z))), CT_OK);
     ck_assert_ptr_nonnull(strstr(errs.last.msg, "gradient hook returned shape [5] for a gradient of shape [2]"));
+    /* ... and so is one that returns another dtype (or device) */
+    ct_tensor *w = ct_ones(ctx, CT_SHAPE(2));
+    ct_set_requires_grad(w, true);
+    ct_register_hook(w, hook_bad_dtype, NULL);
+    ck_assert_int_eq(ct_backward(ct_sum_all(ct_mul(w, w))), CT_E_DTYPE);
+    ck_assert_ptr_nonnull(strstr(errs.last.msg, "gradient hook returned a gradient of dtype int64 on cpu for one of dtype float32 on cpu"));
     /* a hook on a tensor that needs no gradient can never run */
     ck_assert_int_eq(ct_register_hook(ct_ones(ctx, CT_SHAPE(1)), hook_observe, seen), CT_E_STATE);
     ct_ctx_free(ctx);
