@@ -245,6 +245,12 @@ run_suite() {  # SUITE: one Check suite (CK_RUN_SUITE), from tests/ as `make tes
     rc=$?
     echo "$out"
     if echo "$out" | grep -q 'Checks: 0,'; then echo "gpu-check: suite '$1' ran no checks (is it in the runner?)"; return 3; fi
+    # on a GPU machine a skipped device test is a failure: the CUDA runtime could not use the GPU
+    # (e.g. a driver older than this CUDA toolkit needs), and a 100% line would hide it
+    if echo "$out" | grep -q 'skipped —'; then
+        echo "gpu-check: suite '$1' SKIPPED its device tests on a GPU machine:"; echo "$out" | grep -m1 'skipped —'
+        return 4
+    fi
     return $rc
 }
 if [ -x "$TEST_BIN" ]; then

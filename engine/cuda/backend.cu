@@ -785,7 +785,9 @@ static void cu_sum(ct_tensor *out, const ct_tensor *a) {
     const float *pa = (const float *)base_of(a);
     float *po = (float *)base_of(out);
     if (rv.ndim == 0) rv.ndim = 1;                      // R = 1: one element each (stride 0)
-    if (R >= 32 && rv.stride[rv.ndim - 1] == 1) {
+    // a warp per output when there are many outputs with a dense reduced run; few outputs
+    // (a sum over everything, a mean) go to the chunked kernel, which spreads each over blocks
+    if (R >= 32 && K >= 1024 && rv.stride[rv.ndim - 1] == 1) {
         int64_t warps_per_block = THREADS / 32;
         unsigned blocks = ct__cuda_blocks(K, (int)warps_per_block);
         k_sum_rows<<<blocks, THREADS, 0, s>>>(kv, rv, K, R, pa, po);

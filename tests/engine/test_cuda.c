@@ -482,10 +482,12 @@ START_TEST(test_sum_dims) {
     ct_tensor *xt = ct_transpose(x, 0, 2), *xgt = ct_transpose(xg, 0, 2);
     same(ct_sum(xt, 2, false), ct_sum(xgt, 2, false), 1e-5, 1e-5);
     same(ct_sum(xt, 0, true), ct_sum(xgt, 0, true), 1e-5, 1e-5);
-    /* the row kernel (a long dense reduced dim) and the chunked column kernel (few outputs,
-     * many reduced elements), and a bias-gradient shape */
-    ct_tensor *rows = TU_RAND(ctx, 61, -1, 1, 3, 5000);
-    same(ct_sum(rows, 1, false), ct_sum(gpu(rows), 1, false), 1e-4, 1e-5);
+    /* the row kernel (many outputs, each a dense reduced run), the chunked kernel for few
+     * outputs of long rows and of long columns, and a bias-gradient shape */
+    ct_tensor *rows = TU_RAND(ctx, 61, -1, 1, 4096, 64);
+    same(ct_sum(rows, 1, false), ct_sum(gpu(rows), 1, false), 1e-5, 1e-5);
+    ct_tensor *long_rows = TU_RAND(ctx, 67, -1, 1, 3, 5000);
+    same(ct_sum(long_rows, 1, false), ct_sum(gpu(long_rows), 1, false), 1e-4, 1e-5);
     ct_tensor *cols = TU_RAND(ctx, 62, -1, 1, 20000, 3);
     same(ct_sum(cols, 0, false), ct_sum(gpu(cols), 0, false), 1e-3, 1e-5);
     ct_tensor *bias = TU_RAND(ctx, 63, -1, 1, 256, 40, 64);
