@@ -77,6 +77,11 @@ static inline int ct__cuda_use(const ct_tensor *t) {
 // group (free it with ct__cuda_free before returning; stream order makes immediate reuse
 // safe). NULL (and a recorded error) when out of memory.
 void *ct__cuda_alloc(ct_ctx *ctx, int device, size_t nbytes);
+// Short-lived scratch of the kernel groups (which get no context), on the current device's
+// stream-ordered pool (cudaMallocAsync; free with cudaFreeAsync on the same stream). The pool
+// keeps up to 64 MiB across synchronisations, so it is not cudaMalloc-slow. NULL (and the
+// sticky error) on failure.
+void *ct__cuda_scratch(size_t nbytes, cudaStream_t st);
 void ct__cuda_free(ct_ctx *ctx, int device, void *p, size_t nbytes);
 
 // A strided view for kernels, passed by value: element i (row-major order over shape) lives

@@ -113,6 +113,28 @@ int ct__cuda_device_of(const void *p) {
 
 void ct__cuda_set_device(int device) { CT_CU(cudaSetDevice(device)); }
 
+void *ct__cuda_scratch(size_t nbytes, cudaStream_t st) {
+    // Keep up to 64 MiB of freed scratch in the device's default pool across synchronisations
+    // (the default threshold, 0, hands it back to the driver at every sync, which would make
+    // each scratch allocation as slow as cudaMalloc). Idempotent, so set on every call.
+    int dev = 0;
+    cudaMemPool_t pool;
+    uint64_t keep = 64ull << 20;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetDefaultMemPool(&pool, dev) != cudaSuccess ||
+        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
+        cudaGetLastError();           // not fatal; do not let CT_CU_LAUNCH report it later
+    void *p = NULL;
+    cudaError_t e = cudaMallocAsync(&p, nbytes, st);
+    if (e != cudaSuccess) {
+        ct__cuda_record((int)e, cudaGetErrorString(e), "cudaMallocAsync(scratch)", __FILE__,
+                        __LINE__);
+        cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
 // ---- the per-thread sticky error -----------------------------------------------------------
 typedef struct sticky {
     ct_status status;         // CT_OK when none

@@ -29,27 +29,6 @@ cudaStream_t stream_of(const ct_tensor *t) {
     return ct__cuda_stream(d);
 }
 
-void *scratch_alloc(size_t nbytes, cudaStream_t st) {
-    // Keep up to 64 MiB of freed scratch in the device's default pool across synchronisations
-    // (the default threshold, 0, hands it back to the driver at every sync, which would make
-    // each scratch allocation as slow as cudaMalloc). Idempotent, so set on every call.
-    int dev = 0;
-    cudaMemPool_t pool;
-    uint64_t keep = 64ull << 20;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetDefaultMemPool(&pool, dev) != cudaSuccess ||
-        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
-        cudaGetLastError();           // not fatal; do not let CT_CU_LAUNCH report it later
-    void *p = NULL;
-    cudaError_t e = cudaMallocAsync(&p, nbytes, st);
-    if (e != cudaSuccess) {
-        ct__cuda_record((int)e, cudaGetErrorString(e), "cudaMallocAsync(scratch)", __FILE__,
-                        __LINE__);
-        cudaGetLastError();
-        return NULL;
-    }
-    return p;
-}
 
 #define GRID_STRIDE(i, n)                                                                  \
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n);              \
@@ -143,7 +122,7 @@ int64_t cu_find_bad_index(const ct_tensor *idx, int64_t bound, int64_t *value) {
     int64_t n = ct_numel(idx);
     if (n == 0) return -1;
     cudaStream_t st = stream_of(idx);
-    unsigned long long *s = (unsigned long long *)scratch_alloc(sizeof *s, st);
+    unsigned long long *s = (unsigned long long *)ct__cuda_scratch(sizeof *s, st);
     if (!s) return -1;
     const int64_t *ix = (const int64_t *)ct_data(idx);
     unsigned long long h = ~0ULL;
@@ -229,7 +208,7 @@ void ct__cuda_index_add_rows(float *out, const int64_t *idx, int64_t n, const fl
     CT_CU(cub::DeviceRadixSort::SortPairs(NULL, tmp_bytes, (const int64_t *)NULL, (int64_t *)NULL,
                                           (const int64_t *)NULL, (int64_t *)NULL, n, 0, bits, st));
     size_t arr = ((sizeof(int64_t) * (size_t)n + 255) / 256) * 256;
-    char *buf = (char *)scratch_alloc(3 * arr + tmp_bytes, st);
+    char *buf = (char *)ct__cuda_scratch(3 * arr + tmp_bytes, st);
     if (!buf) return;
     int64_t *keys = (int64_t *)buf, *pos_in = (int64_t *)(buf + arr),
             *pos = (int64_t *)(buf + 2 * arr);

@@ -25,27 +25,6 @@ cudaStream_t stream_of(const ct_tensor *t) {
 inline const float *cf(const ct_tensor *t) { return t ? (const float *)ct_data(t) : NULL; }
 inline float *mf(ct_tensor *t) { return t ? (float *)ct_data(t) : NULL; }
 
-void *scratch_alloc(size_t nbytes, cudaStream_t st) {
-    // Keep up to 64 MiB of freed scratch in the device's default pool across synchronisations
-    // (the default threshold, 0, hands it back to the driver at every sync, which would make
-    // each scratch allocation as slow as cudaMalloc). Idempotent, so set on every call.
-    int dev = 0;
-    cudaMemPool_t pool;
-    uint64_t keep = 64ull << 20;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetDefaultMemPool(&pool, dev) != cudaSuccess ||
-        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
-        cudaGetLastError();           // not fatal; do not let CT_CU_LAUNCH report it later
-    void *p = NULL;
-    cudaError_t e = cudaMallocAsync(&p, nbytes, st);
-    if (e != cudaSuccess) {
-        ct__cuda_record((int)e, cudaGetErrorString(e), "cudaMallocAsync(scratch)", __FILE__,
-                        __LINE__);
-        cudaGetLastError();
-        return NULL;
-    }
-    return p;
-}
 
 int row_threads(int64_t n) {
     if (n <= 32) return 32;
@@ -220,7 +199,7 @@ void ln_backward(ct_tensor *gxt, ct_tensor *gwt, ct_tensor *gbt, ct_tensor *work
         CT_CU_LAUNCH();
         return;
     }
-    double *part = (double *)scratch_alloc(sizeof(double) * 2 * (size_t)(nchunks * D), st);
+    double *part = (double *)ct__cuda_scratch(sizeof(double) * 2 * (size_t)(nchunks * D), st);
     if (!part) return;
     ln_cols_kernel<<<grid, block, 0, st>>>(part, part + nchunks * D, NULL, NULL, cf(goutt),
                                            cf(xt), cf(meant), cf(rstdt), rows, D, chunk);

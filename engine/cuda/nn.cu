@@ -38,27 +38,6 @@ inline float *mf(ct_tensor *t) { return (float *)ct_data(t); }
 inline const int64_t *ci(const ct_tensor *t) { return (const int64_t *)ct_data(t); }
 
 // Stream-ordered scratch; NULL (failure recorded) when the pool is out of memory.
-void *scratch_alloc(size_t nbytes, cudaStream_t st) {
-    // Keep up to 64 MiB of freed scratch in the device's default pool across synchronisations
-    // (the default threshold, 0, hands it back to the driver at every sync, which would make
-    // each scratch allocation as slow as cudaMalloc). Idempotent, so set on every call.
-    int dev = 0;
-    cudaMemPool_t pool;
-    uint64_t keep = 64ull << 20;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetDefaultMemPool(&pool, dev) != cudaSuccess ||
-        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
-        cudaGetLastError();           // not fatal; do not let CT_CU_LAUNCH report it later
-    void *p = NULL;
-    cudaError_t e = cudaMallocAsync(&p, nbytes, st);
-    if (e != cudaSuccess) {
-        ct__cuda_record((int)e, cudaGetErrorString(e), "cudaMallocAsync(scratch)", __FILE__,
-                        __LINE__);
-        cudaGetLastError();
-        return NULL;
-    }
-    return p;
-}
 
 // Threads for one block per row of n elements: a multiple of 32, at most 256.
 int row_threads(int64_t n) {
@@ -363,7 +342,7 @@ int64_t cu_check_indices(const ct_tensor *idx, int64_t hi, bool use_ignore, int6
     *count = 0;
     if (n == 0) return -1;
     cudaStream_t st = stream_of(idx);
-    unsigned long long *s = (unsigned long long *)scratch_alloc(3 * sizeof(unsigned long long), st);
+    unsigned long long *s = (unsigned long long *)ct__cuda_scratch(3 * sizeof(unsigned long long), st);
     if (!s) return -1;
     unsigned long long h[3] = {~0ULL, 0, 0};
     CT_CU(cudaMemcpyAsync(s, h, sizeof h, cudaMemcpyHostToDevice, st));
@@ -418,7 +397,7 @@ void cu_cross_entropy(ct_tensor *loss, ct_tensor *tlse, const ct_tensor *logits,
         CT_CU(cudaStreamSynchronize(st));          // z lives on this stack frame
         return;
     }
-    double *term = (double *)scratch_alloc(sizeof(double) * (size_t)N, st);
+    double *term = (double *)ct__cuda_scratch(sizeof(double) * (size_t)N, st);
     if (!term) return;
     ce_rows_kernel<<<(unsigned)N, row_threads(C), 0, st>>>(mf(tlse), term, cf(logits),
                                                           ci(targets), C, ignore);
@@ -490,7 +469,7 @@ void cu_bce_with_logits(ct_tensor *out, const ct_tensor *tx, const ct_tensor *ty
     }
     unsigned blocks = n > 0 ? ct__cuda_blocks(n, 256 * 4) : 1;
     if (blocks > 1024) blocks = 1024;
-    double *part = (double *)scratch_alloc(sizeof(double) * blocks, st);
+    double *part = (double *)ct__cuda_scratch(sizeof(double) * blocks, st);
     if (!part) return;
     if (n > 0) {
         bce_partial_kernel<<<blocks, 256, 0, st>>>(part, cf(tx), cf(ty), n);

@@ -17,28 +17,6 @@ namespace {
 
 cudaStream_t stream_of_ptr(const void *p) { return ct__cuda_stream(ct__cuda_device_of(p)); }
 
-void *scratch_alloc(size_t nbytes, cudaStream_t st) {
-    // Keep up to 64 MiB of freed scratch in the device's default pool across synchronisations
-    // (the default threshold, 0, hands it back to the driver at every sync, which would make
-    // each scratch allocation as slow as cudaMalloc). Idempotent, so set on every call.
-    int dev = 0;
-    cudaMemPool_t pool;
-    uint64_t keep = 64ull << 20;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetDefaultMemPool(&pool, dev) != cudaSuccess ||
-        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
-        cudaGetLastError();           // not fatal; do not let CT_CU_LAUNCH report it later
-    void *p = NULL;
-    cudaError_t e = cudaMallocAsync(&p, nbytes, st);
-    if (e != cudaSuccess) {
-        ct__cuda_record((int)e, cudaGetErrorString(e), "cudaMallocAsync(scratch)", __FILE__,
-                        __LINE__);
-        cudaGetLastError();
-        return NULL;
-    }
-    return p;
-}
-
 #define GRID_STRIDE(i, n)                                                                  \
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n);              \
          i += (int64_t)gridDim.x * blockDim.x)
@@ -133,7 +111,7 @@ double cu_sum_squares(const float *x, int64_t n) {
     cudaStream_t st = stream_of_ptr(x);
     unsigned blocks = ct__cuda_blocks(n, SS_THREADS * 8);
     if (blocks > SS_MAX_BLOCKS) blocks = SS_MAX_BLOCKS;
-    double *part = (double *)scratch_alloc(sizeof(double) * (blocks + 1), st);
+    double *part = (double *)ct__cuda_scratch(sizeof(double) * (blocks + 1), st);
     if (!part) return NAN;            // the failure is recorded; the caller's check reports it
     sum_squares_partial_kernel<<<blocks, SS_THREADS, 0, st>>>(part, x, n);
     CT_CU_LAUNCH();
