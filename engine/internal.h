@@ -159,6 +159,9 @@ ct_status ct__device_check(ct_ctx *ctx, const ct_backend *be);
 /* Copies the bytes of contiguous src into contiguous dst (same dtype and numel) across any
  * two devices (host staging between two CUDA devices). Errors go to dst's ctx. */
 ct_status ct__copy_across(ct_tensor *dst, const ct_tensor *src);
+/* Points t at storage s (taking a reference; t's old storage is released), with a version
+ * above t's old one, so graphs recorded before the swap (a device move) cannot run backward. */
+void ct__swap_storage(ct_tensor *t, ct_storage *s);
 extern const ct_backend ct_cpu_backend;           /* engine/cpu/backend.c (constant table) */
 #ifdef CT_HAVE_CUDA
 extern const ct_backend ct_cuda_backend;          /* engine/cuda/backend.cu */

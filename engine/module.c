@@ -290,15 +290,6 @@ static ct_tensor *moved_copy(ct_tensor *t, ct_device dev) {
 }
 
 /* t now reads storage s (a new block) at its present offset and strides. */
-static void swap_storage(ct_tensor *t, ct_storage *s) {
-    uint64_t v = t->storage->version;
-    s->refcount++;
-    ct__storage_release(t->ctx, t->storage);
-    t->storage = s;
-    /* graphs recorded before the move saw the old version: they cannot run backward now */
-    if (s->version <= v) s->version = v + 1;
-}
-
 ct_status ct_module_to(ct_module *root, ct_device dev) {
     if (!root) return CT_E_NULL;
     ct_ctx *ctx = root->ctx;
@@ -324,11 +315,11 @@ ct_status ct_module_to(ct_module *root, ct_device dev) {
         ct_storage *old_p = root->flat_params->storage, *old_g = root->flat_grads->storage;
         for (int i = 0; i < n; i++) {
             ct_tensor *p = ct_module_param_at(root, i, NULL, 0);
-            if (p->storage == old_p) swap_storage(p, fp->storage);
-            if (p->grad && p->grad->storage == old_g) swap_storage(p->grad, fg->storage);
+            if (p->storage == old_p) ct__swap_storage(p, fp->storage);
+            if (p->grad && p->grad->storage == old_g) ct__swap_storage(p->grad, fg->storage);
         }
-        swap_storage(root->flat_params, fp->storage);
-        swap_storage(root->flat_grads, fg->storage);
+        ct__swap_storage(root->flat_params, fp->storage);
+        ct__swap_storage(root->flat_grads, fg->storage);
         ct_release(fp);
         ct_release(fg);
         return CT_OK;
@@ -350,7 +341,7 @@ ct_status ct_module_to(ct_module *root, ct_device dev) {
             ct_tensor *c = np[2 * i + k], *t = k == 0 ? p : p->grad;
             if (!c) continue;
             if (st == CT_OK) {
-                swap_storage(t, c->storage);
+                ct__swap_storage(t, c->storage);
                 t->offset = 0;
                 ct__contiguous_strides(t->ndim, t->shape, t->stride);
             }

@@ -430,14 +430,7 @@ ct_status ct_optim_to(ct_optim *o, ct_device dev) {
     }
     for (int i = 0; i < o->n_state; i++) {
         if (!moved[i]) continue;
-        if (st == CT_OK) {                       /* the state tensor keeps its identity */
-            ct_tensor *s = o->state[i];
-            uint64_t v = s->storage->version;
-            moved[i]->storage->refcount++;
-            ct__storage_release(ctx, s->storage);
-            s->storage = moved[i]->storage;
-            s->storage->version = v + 1;
-        }
+        if (st == CT_OK) ct__swap_storage(o->state[i], moved[i]->storage);   /* keeps its identity */
         ct_release(moved[i]);
     }
     if (st == CT_OK) o->k = k;

@@ -257,26 +257,16 @@ static ct_status layer_forward(ct_src src, ct_module *m, const ct_rnn_config *cf
     if (lens && l == 0 && !emb) {
         xm = ct__new(ctx, CT_F32, dev, 3, x->shape);
         if (!xm) goto fail;
-        if (dev.type == CT_CPU) {
-            const float *src_x = ct_data(x);
-            float *dst = ct_data(xm);
-            for (int64_t t = 0; t < T; t++)
-                for (int64_t b = 0; b < B; b++) {
-                    size_t off = (size_t)((t * B + b) * NI);
-                    if (t < lens[b]) memcpy(dst + off, src_x + off, sizeof(float) * (size_t)NI);
-                    else memset(dst + off, 0, sizeof(float) * (size_t)NI);
-                }
-        } else {
-            /* on a device: copy, then zero each short sequence's tail [lens[b]:, b, :] */
-            xm->storage->backend->copy(xm, x);
-            for (int64_t b = 0; b < B; b++) {
-                if (lens[b] >= T) continue;
-                ct_tensor *tail = ct__view(xm, 2, (const int64_t[]){T - lens[b], NI},
-                                           (const int64_t[]){B * NI, 1},
-                                           xm->offset + (lens[b] * B + b) * NI);
-                if (!tail) goto fail;
-                tail->storage->backend->fill(tail, 0.0);
-            }
+        /* through the device's copy and fill: copy, then zero each short sequence's tail
+         * [lens[b]:, b, :] */
+        xm->storage->backend->copy(xm, x);
+        for (int64_t b = 0; b < B; b++) {
+            if (lens[b] >= T) continue;
+            ct_tensor *tail = ct__view(xm, 2, (const int64_t[]){T - lens[b], NI},
+                                       (const int64_t[]){B * NI, 1},
+                                       xm->offset + (lens[b] * B + b) * NI);
+            if (!tail) goto fail;
+            tail->storage->backend->fill(tail, 0.0);
         }
     }
     ct_rnn_fwd_args a = {
@@ -366,11 +356,6 @@ static ct_status arg_error(ct_ctx *ctx, ct_src src, const char *op, ct_status s,
     return s;
 }
 
-/* The device of the module's parameters. */
-static ct_device module_dev(const ct_module *m) {
-    return m->n_params > 0 ? m->params[0]->storage->device : CT_DEVICE_CPU;
-}
-
 /* Checks an operand's context, dtype and device (the module's, when want_dev is set). */
 static bool check_operand_on(ct_ctx *ctx, ct_src src, const char *op, const char *kind,
                              const char *name, const ct_tensor *t, ct_dtype dt,
@@ -431,7 +416,7 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
     const int L = cfg->num_layers;
     const int64_t H = cfg->hidden_size;
     const char *layout = cfg->batch_first ? "[batch, time" : "[time, batch";
-    const ct_device mdev = module_dev(m);
+    const ct_device mdev = ct_module_device(m);
     char s[96];
     int64_t T, B;
     /* the input */
@@ -498,9 +483,8 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
     if (!fin) { st = arg_error(ctx, src, op, CT_E_NOMEM, "out of memory"); goto done; }
     ct_tensor **hs = fin, **cs = fin + L;
     if (lengths) {
-        /* read on the host (kernels_rnn.h: lens is a host array), so a copy there */
-        lengths = lengths->storage->device.type == CT_CPU ? ct_contiguous_at(src, lengths)
-                                                          : ct_to_at(src, lengths, CT_DEVICE_CPU);
+        /* read on the host (kernels_rnn.h: lens is a host array), so a dense copy there */
+        lengths = ct_contiguous_at(src, ct_to_at(src, lengths, CT_DEVICE_CPU));
         if (!lengths) { st = ct_ctx_status(ctx); goto done; }
         lv = ct_data(lengths);
         bool shorter = false;
@@ -524,8 +508,7 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
         /* time-major tokens, checked where they are read */
         const int64_t V = emb->shape[0];
         const bool table = V < T * B;
-        ct_tensor *tokh = tokens->storage->device.type == CT_CPU
-                              ? tokens : ct_to_at(src, tokens, CT_DEVICE_CPU);
+        ct_tensor *tokh = ct_to_at(src, tokens, CT_DEVICE_CPU);   /* the same tensor on the CPU */
         tok = ct__new(ctx, CT_I64, CT_DEVICE_CPU, 2, (const int64_t[]){T, B});
         if (!tokh || !tok) { st = ct_ctx_status(ctx); goto done; }
         tokens = tokh;
@@ -546,10 +529,8 @@ static ct_status forward_impl(ct_src src, const char *op, ct_module *m, ct_tenso
                 }
                 tt[t * B + b] = v;
             }
-        if (mdev.type != CT_CPU) {
-            tok = ct_to_at(src, tok, mdev);
-            if (!tok) { st = ct_ctx_status(ctx); goto done; }
-        }
+        tok = ct_to_at(src, tok, mdev);   /* the same tensor when the module is on the CPU */
+        if (!tok) { st = ct_ctx_status(ctx); goto done; }
         if (table) {
             embc = ct_contiguous_at(src, emb);
             if (!embc) { st = ct_ctx_status(ctx); goto done; }
@@ -665,7 +646,7 @@ ct_rnn_state *ct_rnn_state_new_at(ct_src src, ct_module *m, int64_t batch) {
     const int L = cfg->num_layers;
     const int64_t H = cfg->hidden_size;
     const struct ct_kernels_rnn *k =
-        kernels_for(ctx, src, "rnn_state_new", ct_tensor_device(m->params[0]));
+        kernels_for(ctx, src, "rnn_state_new", ct_module_device(m));
     if (!k) return NULL;
     ct_rnn_state *st = calloc(1, sizeof *st);
     if (st) {
@@ -683,7 +664,7 @@ ct_rnn_state *ct_rnn_state_new_at(ct_src src, ct_module *m, int64_t batch) {
     st->cfg = *cfg;
     st->B = batch;
     ct_scope_begin(ctx);
-    const ct_device dev = module_dev(m);
+    const ct_device dev = ct_module_device(m);
     st->dev = dev;
     st->h = ct__full_on(ctx, dev, 3, (const int64_t[]){L, batch, H}, 0.0);
     if (st->h) ct_retain(st->h);
@@ -788,12 +769,12 @@ static bool check_linear(ct_src src, ct_module *m, const char *name, const ct_te
                          int64_t d0, int64_t d1) {
     char sh[96];
     const char *op = "rnn_step_linear";
-    if (t->ctx != m->ctx || t->dtype != CT_F32 || !ct_device_eq(t->storage->device, module_dev(m)) ||
-        !ct_is_contiguous(t)) {
+    if (t->ctx != m->ctx || t->dtype != CT_F32 ||
+        !ct_device_eq(t->storage->device, ct_module_device(m)) || !ct_is_contiguous(t)) {
         char d[16];
         ct__op_error(m->ctx, src, op, CT_E_ARG, "%s %s must be a contiguous float32 tensor of the "
                      "module's context on its device (%s)", name, ct_shape_str(t, sh, sizeof sh),
-                     ct_device_str(module_dev(m), d, sizeof d));
+                     ct_device_str(ct_module_device(m), d, sizeof d));
         return false;
     }
     if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {

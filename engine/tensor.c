@@ -189,6 +189,14 @@ static bool check_shape(ct_ctx *ctx, const char *op, int ndim, const int64_t *sh
     return true;
 }
 
+void ct__swap_storage(ct_tensor *t, ct_storage *s) {
+    uint64_t v = t->storage->version;
+    s->refcount++;
+    ct__storage_release(t->ctx, t->storage);
+    t->storage = s;
+    if (s->version <= v) s->version = v + 1;
+}
+
 ct_tensor *ct__full_on(ct_ctx *ctx, ct_device dev, int ndim, const int64_t *shape, double value) {
     ct_tensor *t = ct__new(ctx, CT_F32, dev, ndim, shape);
     if (t) t->storage->backend->fill(t, value);
