@@ -97,6 +97,8 @@ static bool has_extension(const char *path) {
     return dot && dot > b;
 }
 
+static bool is_midi_name(const char *p) { return cli_ends_with(p, ".mid") || cli_ends_with(p, ".midi"); }
+
 static bool is_audio_name(const char *p) {
     return cli_ends_with(p, ".wav") || cli_ends_with(p, ".flac") || cli_ends_with(p, ".ogg");
 }
@@ -200,7 +202,7 @@ static int sample_run(int argc, char **argv) {
     if (optind < argc) return cli_bad_option("sample", argv[optind]);
     if (!a.ckpt) return cli_usage("sample", "--ckpt FILE is required (the model.safetensors of a cantor train run)");
     if (!a.out) return cli_usage("sample", "--out FILE.mid or --out DIR is required");
-    if (has_extension(a.out) && !cli_ends_with(a.out, ".mid") && !cli_ends_with(a.out, ".midi"))
+    if (has_extension(a.out) && !is_midi_name(a.out))
         return cli_usage("sample", "--out '%s': expected a .mid file or a folder", a.out);
     if (a.render && has_extension(a.render) && !is_audio_name(a.render))
         return cli_usage("sample", "--render '%s': expected a .wav, .flac or .ogg file or a folder", a.render);
@@ -299,7 +301,7 @@ static int compose(const sample_args *a) {
     rc = CLI_FAIL;
 
     /* the output names, checked before any work */
-    const bool out_folder = !cli_ends_with(a->out, ".mid") && !cli_ends_with(a->out, ".midi");
+    const bool out_folder = !is_midi_name(a->out);
     const bool render_folder = a->render && !is_audio_name(a->render);
     if (out_folder && !ensure_folder("sample", "--out", a->out)) goto done;
     if (render_folder && !ensure_folder("sample", "--render", a->render)) goto done;

@@ -254,15 +254,9 @@ typedef struct train_status {
     double started, last_write;
 } train_status;
 
-static double wall_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void write_status(train_run *r, train_status *st, const char *state, const char *message) {
     if (!r->writer) return;
-    double now = wall_now();
+    double now = train_wall_now();
     st->last_write = now;
     int64_t done = r->step - r->resume_step;
     double secs = train_elapsed(r) - r->elapsed_before;
@@ -293,7 +287,7 @@ static void write_status(train_run *r, train_status *st, const char *state, cons
 
 static void status_on_metrics(train_run *r, const char *json, void *ud) {
     train_status *st = ud;
-    if (wall_now() - st->last_write >= 2.0) write_status(r, st, "running", NULL);
+    if (train_wall_now() - st->last_write >= 2.0) write_status(r, st, "running", NULL);
 }
 
 static int train_main(int argc, char **argv) {
@@ -465,7 +459,7 @@ static int train_main(int argc, char **argv) {
     r.resume_step = r.resumed ? resume_step : 0;
     /* Extension points (apps/train.h): data-parallel training sets r.shard_batch / r.grad_sync. */
     static train_status st;
-    st.started = wall_now();
+    st.started = train_wall_now();
     r.on_metrics = status_on_metrics;
     r.on_metrics_ud = &st;
     int rc = train_dist_begin(&r);   /* data-parallel under mpirun; nothing otherwise */

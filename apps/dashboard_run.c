@@ -456,22 +456,25 @@ static char *read_small(const char *path, size_t max, size_t *len) {
     return buf;
 }
 
-void dr_json_status(dash_run *r, dj_buf *b, double now_wall) {
-    scan_checkpoints(r);
+/* The run's small JSON file NAME parsed (*doc, to dj_free; NULL when missing or bad); returns
+ * its root when that is an object, else NULL. */
+static const dj_val *load_object(const dash_run *r, const char *name, dj_doc **doc) {
     char path[8192];
-    snprintf(path, sizeof path, "%s/status.json", r->real);
+    snprintf(path, sizeof path, "%s/%s", r->real, name);
     size_t n = 0;
     char *text = read_small(path, DASH_MAX_STATUS, &n);
-    dj_doc *doc = text ? dj_parse(text, n, NULL, 0) : NULL;
-    const dj_val *tr = dj_root(doc);
-    if (tr && tr->type != DJ_OBJ) tr = NULL;
+    *doc = text ? dj_parse(text, n, NULL, 0) : NULL;   /* the document copies its strings */
+    free(text);
+    const dj_val *root = dj_root(*doc);
+    return root && root->type == DJ_OBJ ? root : NULL;
+}
+
+void dr_json_status(dash_run *r, dj_buf *b, double now_wall) {
+    scan_checkpoints(r);
+    dj_doc *doc, *rdoc;
+    const dj_val *tr = load_object(r, "status.json", &doc);
     /* run.json (the trainer's options) says how long the run is and where it runs */
-    snprintf(path, sizeof path, "%s/run.json", r->real);
-    size_t rn = 0;
-    char *rtext = read_small(path, DASH_MAX_STATUS, &rn);
-    dj_doc *rdoc = rtext ? dj_parse(rtext, rn, NULL, 0) : NULL;
-    const dj_val *rj = dj_root(rdoc);
-    if (rj && rj->type != DJ_OBJ) rj = NULL;
+    const dj_val *rj = load_object(r, "run.json", &rdoc);
     double run_total = NAN;
     const dj_val *rs = get_num(rj, "steps"), *re = get_num(rj, "epochs"), *rb = get_num(rj, "batches_per_epoch");
     if (rs && rs->num > 0) run_total = rs->num;
@@ -528,9 +531,7 @@ void dr_json_status(dash_run *r, dj_buf *b, double now_wall) {
     jb_val(b, tr);
     jb_s(b, "}");
     dj_free(doc);
-    free(text);
     dj_free(rdoc);
-    free(rtext);
 }
 
 void dr_json_summary(dash_run *r, dj_buf *b, double now_wall) {

@@ -5,8 +5,8 @@
  * THE LOOP (train_loop.c) is a struct and a step function, so that other drivers can reuse
  * it:
  *     train_run r;  train_run_init(&r, &opts)  ...  train_setup(&r)
- *     while (!train_done(&r)) { train_step(&r, &res); train_after_step(&r, &res); }
- *     train_finish(&r);  train_run_free(&r);
+ *     train_loop(&r);   (each step: train_step(&r, &res); train_after_step(&r, &res);)
+ *     train_run_free(&r);
  * Extension points (see the report / README): r.grad_sync is called between backward and
  * clipping with the flat gradient block (a data-parallel all-reduce goes there); r.on_metrics
  * sees every metrics.jsonl line as it is written and r.stop (any thread may set it) asks the
@@ -221,6 +221,8 @@ int train_dist_end(train_run *r, int rc, bool ran);
 
 /* Seconds trained so far, this session and the earlier ones. */
 double train_elapsed(const train_run *r);
+/* The wall clock (CLOCK_REALTIME) in seconds: metrics.jsonl's "wall", status.json's "started"/"updated". */
+double train_wall_now(void);
 /* Prints a line on stdout (clearing the progress bar first when there is one). */
 void train_say(train_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void train_warn(train_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -25,7 +25,7 @@ static double mono_now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static double wall_now(void) {
+double train_wall_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
@@ -589,7 +589,7 @@ static void write_metrics(train_run *r, const train_step_result *res, bool valid
     size_t k = (size_t)snprintf(buf, sizeof buf, "{\"step\":%lld,\"epoch\":%lld", (long long)res->step, (long long)res->epoch);
     json_num(buf, sizeof buf, &k, "time", time_s);
     json_num(buf, sizeof buf, &k, "time_s", time_s);
-    k += (size_t)snprintf(buf + k, sizeof buf - k, ",\"wall\":%.3f", wall_now());
+    k += (size_t)snprintf(buf + k, sizeof buf - k, ",\"wall\":%.3f", train_wall_now());
     json_num(buf, sizeof buf, &k, "train_loss", res->loss);
     json_num(buf, sizeof buf, &k, "loss", res->loss);
     json_num(buf, sizeof buf, &k, "lr", res->lr);

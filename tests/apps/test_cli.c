@@ -7,7 +7,8 @@
 
 #include "testutil.h"
 
-/* Runs `../bin/cantor ARGS 2>&1`, returns the exit status and fills out (NUL-terminated). */
+/* Runs `cantor ARGS 2>&1` (tu_cantor_bin(): $CANTOR_BIN, else ../bin/cantor), returns the exit
+ * status and fills out (NUL-terminated). */
 static int run(const char *args, char *out, size_t n) { return tu_run_cantor(args, out, n); }
 
 START_TEST(test_version_and_help) {

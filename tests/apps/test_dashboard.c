@@ -435,6 +435,14 @@ static void assert_json(const resp *r) {
     dj_free(d);
 }
 
+/* GET path: a 200 answer whose body is a JSON object. */
+static resp get_json(int port, const char *path) {
+    resp r = get(port, path);
+    ck_assert_msg(r.status == 200, "GET %s: %d %.300s", path, r.status, nz(r.body));
+    assert_json(&r);
+    return r;
+}
+
 static dash_server *start(const char *const *dirs, int n) {
     dash_server *s = NULL;
     char err[512];
@@ -465,9 +473,7 @@ START_TEST(test_api_get) {
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
     ck_assert_str_eq(dash_url(s), url);
-    resp r = get(port, "/api/runs");
-    ck_assert_int_eq(r.status, 200);
-    assert_json(&r);
+    resp r = get_json(port, "/api/runs");
     ck_has(r.head, "Content-Type: application/json");
     ck_has(r.body, "\"id\":\"dash_a\"");
     ck_has(r.body, "\"id\":\"run\"");
@@ -475,9 +481,7 @@ START_TEST(test_api_get) {
     ck_has(r.body, "\"samples\":2");
     resp_free(&r);
     /* one run, and its status: the last metrics line, status.json, the newest checkpoint */
-    r = get(port, "/api/runs/dash_a/status");
-    ck_assert_int_eq(r.status, 200);
-    assert_json(&r);
+    r = get_json(port, "/api/runs/dash_a/status");
     ck_has(r.body, "\"step\":30,\"epoch\":1,\"time\":15,");
     ck_has(r.body, "\"state\":\"running\",\"total_steps\":100,\"eta_s\":35,\"device\":\"cpu\"");
     ck_has(r.body, "\"checkpoint\":{\"file\":\"ckpt-00000020.safetensors\",\"step\":20,");
@@ -514,9 +518,7 @@ START_TEST(test_api_get) {
     ck_has(r.body, "\"steps\":[31],");
     resp_free(&r);
     /* samples: newest first, with URLs; the piano roll of one; the files themselves */
-    r = get(port, "/api/runs/dash_a/samples");
-    ck_assert_int_eq(r.status, 200);
-    assert_json(&r);
+    r = get_json(port, "/api/runs/dash_a/samples");
     char *s20 = strstr(r.body, "\"step\":20"), *s10 = strstr(r.body, "\"step\":10");
     ck_assert(s20 && s10 && s20 < s10);
     ck_has(r.body, "\"midi_url\":\"/runs/dash_a/files/samples/step-00000020.mid\",\"midi_exists\":true");
@@ -526,9 +528,7 @@ START_TEST(test_api_get) {
     ck_has(r.body, "\"count\":2,");
     ck_assert(!has(r.body, "\"step\":10"));
     resp_free(&r);
-    r = get(port, "/api/runs/dash_a/pianoroll?file=samples/step-00000010.mid");
-    ck_assert_int_eq(r.status, 200);
-    assert_json(&r);
+    r = get_json(port, "/api/runs/dash_a/pianoroll?file=samples/step-00000010.mid");
     ck_has(r.body, "\"count\":9,\"truncated\":false,\"notes\":[[");
     ck_has(r.body, ",9,1]");   /* channel 10 counted from 0, flagged as drums */
     resp_free(&r);
@@ -568,9 +568,7 @@ START_TEST(test_api_get) {
     ck_assert_int_eq(r.body_len, 0);
     resp_free(&r);
     /* the checkpoint's configuration */
-    r = get(port, "/api/runs/dash_a/config");
-    ck_assert_int_eq(r.status, 200);
-    assert_json(&r);
+    r = get_json(port, "/api/runs/dash_a/config");
     ck_has(r.body, "\"file\":\"ckpt-00000020.safetensors\",\"tensors\":1,");
     ck_has(r.body, "\"config\":{\"format\":\"cantor.composer\"");
     ck_has(r.body, "\"model\":\"melody LSTM 2x256\"");
