@@ -1,8 +1,8 @@
 /* corpora/poly_import.c — the polyphonic benchmark text layout -> a piano-roll corpus file
  * (see poly_import.h). */
 #include "corpora/poly_import.h"
+#include "corpora/internal.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,29 +31,17 @@ bool cp_poly_is_dir(const char *dir) {
     return dir && split_path(path, sizeof path, dir, CP_TRAIN) && is_file(path);
 }
 
-static ct_status fail(cp_error *err, ct_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static ct_status fail(cp_error *err, ct_status s, const char *fmt, ...) {
-    if (err) {
-        err->status = s;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
-
 ct_status cp_poly_import_dir(const char *dir, const char *out, const cp_poly_import_opts *o,
                              cp_poly_import_result *res, cp_error *err) {
     cp_poly_import_opts opts = o ? *o : cp_poly_import_defaults();
-    if (!dir || !out) return fail(err, CT_E_ARG, "poly import: %s is NULL", !dir ? "the folder" : "the output path");
+    if (!dir || !out) return cp__fail(err, CT_E_ARG, "poly import: %s is NULL", !dir ? "the folder" : "the output path");
     if (opts.steps_per_quarter < 1 || opts.steps_per_quarter > 96)
-        return fail(err, CT_E_ARG, "poly import: steps_per_quarter %d is out of range (expected 1..96)",
+        return cp__fail(err, CT_E_ARG, "poly import: steps_per_quarter %d is out of range (expected 1..96)",
                     opts.steps_per_quarter);
     char path[4096];
-    if (!split_path(path, sizeof path, dir, CP_TRAIN)) return fail(err, CT_E_ARG, "%s: the path is too long", dir);
+    if (!split_path(path, sizeof path, dir, CP_TRAIN)) return cp__fail(err, CT_E_ARG, "%s: the path is too long", dir);
     if (!is_file(path))
-        return fail(err, CT_E_IO, "%s: no train.txt there (a polyphonic benchmark folder holds train.txt, "
+        return cp__fail(err, CT_E_IO, "%s: no train.txt there (a polyphonic benchmark folder holds train.txt, "
                     "valid.txt and test.txt: one time step per line, pieces separated by a blank line)", dir);
     cp_encoding e = cp_encoding_default(CP_PIANOROLL);
     e.roll_grid.steps_per_quarter = opts.steps_per_quarter;
@@ -77,8 +65,8 @@ ct_status cp_poly_import_dir(const char *dir, const char *out, const cp_poly_imp
         if (ms != CM_OK) {
             cp_writer_abort(w);
             ct_status cs = ms == CM_E_NOMEM ? CT_E_NOMEM : ms == CM_E_IO ? CT_E_IO : CT_E_FORMAT;
-            if (me.message[0]) return fail(err, cs, "%s", me.message);
-            return fail(err, cs, "%s: cannot be read", path);
+            if (me.message[0]) return cp__fail(err, cs, "%s", me.message);
+            return cp__fail(err, cs, "%s: cannot be read", path);
         }
         for (int64_t i = 0; i < p.n_pieces; i++) {
             char name[64];

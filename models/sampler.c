@@ -496,6 +496,16 @@ static ct_status efail(char *err, size_t n, ct_status st, const char *fmt, ...) 
     return st;
 }
 
+/* Widens the codec's int32 tokens into out->tokens (len 0 when out of memory). */
+static ct_status take_tokens(cc_steps *out, const int32_t *t32, int64_t len, const char *name,
+                             char *err, size_t n) {
+    out->tokens = malloc(sizeof(int64_t) * (size_t)(len > 0 ? len : 1));
+    if (!out->tokens) return efail(err, n, CT_E_NOMEM, "%s: out of memory", name);
+    for (int64_t i = 0; i < len; i++) out->tokens[i] = t32[i];
+    out->len = len;
+    return CT_OK;
+}
+
 static bool has_midi_form(cc_encoding e) {
     return e == CC_ENC_MELODY || e == CC_ENC_PERFORMANCE || e == CC_ENC_PIANOROLL;
 }
@@ -597,10 +607,7 @@ static ct_status encode_melody(const cc_config *c, const cm_file *f, const char 
         if (cm_melody_encode(&mels.melodies[0], o.range, &t32, &len, &me) != CM_OK) {
             st = efail(err, n, CT_E_FORMAT, "%s: %s", name, me.message);
         } else {
-            out->tokens = malloc(sizeof(int64_t) * (size_t)(len > 0 ? len : 1));
-            if (!out->tokens) st = efail(err, n, CT_E_NOMEM, "%s: out of memory", name);
-            for (int64_t i = 0; out->tokens && i < len; i++) out->tokens[i] = t32[i];
-            out->len = out->tokens ? len : 0;
+            st = take_tokens(out, t32, len, name, err, n);
         }
         free(t32);
     }
@@ -653,10 +660,7 @@ ct_status cc_encode_midi(const cc_config *c, const cm_file *f, const char *name,
         if (cm_perf_encode(&nt, &po, &t32, &len, NULL, &me) != CM_OK) {
             st = efail(err, n, CT_E_FORMAT, "%s: %s", name, me.message);
         } else {
-            out->tokens = malloc(sizeof(int64_t) * (size_t)(len > 0 ? len : 1));
-            if (!out->tokens) st = efail(err, n, CT_E_NOMEM, "%s: out of memory", name);
-            for (int64_t i = 0; out->tokens && i < len; i++) out->tokens[i] = t32[i];
-            out->len = out->tokens ? len : 0;
+            st = take_tokens(out, t32, len, name, err, n);
         }
         free(t32);
     } else {
