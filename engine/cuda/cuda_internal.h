@@ -134,6 +134,30 @@ static inline unsigned ct__cuda_blocks(int64_t n, int threads) {
     return (unsigned)b;
 }
 
+// Threads for one block per row of n elements: a multiple of 32, at most 256.
+static inline int ct__cuda_row_threads(int64_t n) {
+    if (n <= 32) return 32;
+    if (n <= 64) return 64;
+    if (n <= 128) return 128;
+    return 256;
+}
+
+// Block sum of doubles (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+// sh: 32 doubles of shared memory, free for reuse after the call returns.
+static __device__ __forceinline__ double ct__cu_warp_sum(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+static __device__ inline double ct__cu_block_sum(double v, double *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = ct__cu_warp_sum(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0;
+    return ct__cu_warp_sum(v);
+}
+
 // The kernel groups, one per file (NULL members = not supported on CUDA yet).
 extern "C" const struct ct_kernels_nn ct_cuda_nn;                 // nn.cu
 extern "C" const struct ct_kernels_index ct_cuda_index;           // index.cu

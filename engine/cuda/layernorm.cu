@@ -25,29 +25,6 @@ cudaStream_t stream_of(const ct_tensor *t) {
 inline const float *cf(const ct_tensor *t) { return t ? (const float *)ct_data(t) : NULL; }
 inline float *mf(ct_tensor *t) { return t ? (float *)ct_data(t) : NULL; }
 
-
-int row_threads(int64_t n) {
-    if (n <= 32) return 32;
-    if (n <= 64) return 64;
-    if (n <= 128) return 128;
-    return 256;
-}
-
-__device__ __forceinline__ double warp_sum(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-// Block sum (blockDim.x a multiple of 32); every thread gets the result.
-__device__ double block_sum(double v, double *sh) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_sum(v);
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : 0.0;
-    return warp_sum(v);
-}
-
 // ---- forward ------------------------------------------------------------------------------------
 __global__ void ln_forward_kernel(float *y, float *mean, float *rstd, const float *x,
                                   const float *w, const float *b, int64_t D, float eps) {
@@ -65,8 +42,8 @@ __global__ void ln_forward_kernel(float *y, float *mean, float *rstd, const floa
         s += d;
         q += d * d;
     }
-    s = block_sum(s, sh);
-    q = block_sum(q, sh);
+    s = ct__cu_block_sum(s, sh);
+    q = ct__cu_block_sum(q, sh);
     s /= (double)D;
     double var = q / (double)D - s * s;
     if (var < 0) var = 0;
@@ -88,7 +65,7 @@ void ln_forward(ct_tensor *yt, ct_tensor *meant, ct_tensor *rstdt, const ct_tens
                 const ct_tensor *wt, const ct_tensor *bt, int64_t rows, int64_t D, float eps) {
     if (rows == 0) return;
     cudaStream_t st = stream_of(xt);
-    ln_forward_kernel<<<(unsigned)rows, row_threads(D), 0, st>>>(mf(yt), mf(meant), mf(rstdt),
+    ln_forward_kernel<<<(unsigned)rows, ct__cuda_row_threads(D), 0, st>>>(mf(yt), mf(meant), mf(rstdt),
                                                                 cf(xt), cf(wt), cf(bt), D, eps);
     CT_CU_LAUNCH();
 }
@@ -107,8 +84,8 @@ __global__ void ln_gx_kernel(float *gx, const float *g, const float *x, const fl
         sa += dy;
         sb += (double)dy * xh;
     }
-    sa = block_sum(sa, sh);
-    sb = block_sum(sb, sh);
+    sa = ct__cu_block_sum(sa, sh);
+    sb = ct__cu_block_sum(sb, sh);
     float ma = (float)(sa / (double)D), mb = (float)(sb / (double)D);
     float *gxr = gx + r * D;
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
@@ -184,7 +161,7 @@ void ln_backward(ct_tensor *gxt, ct_tensor *gwt, ct_tensor *gbt, ct_tensor *work
         return;
     }
     if (gxt) {
-        ln_gx_kernel<<<(unsigned)rows, row_threads(D), 0, st>>>(mf(gxt), cf(goutt), cf(xt),
+        ln_gx_kernel<<<(unsigned)rows, ct__cuda_row_threads(D), 0, st>>>(mf(gxt), cf(goutt), cf(xt),
                                                                cf(meant), cf(rstdt), cf(wt), D);
         CT_CU_LAUNCH();
     }

@@ -39,13 +39,6 @@ inline const int64_t *ci(const ct_tensor *t) { return (const int64_t *)ct_data(t
 
 // Stream-ordered scratch; NULL (failure recorded) when the pool is out of memory.
 
-// Threads for one block per row of n elements: a multiple of 32, at most 256.
-int row_threads(int64_t n) {
-    if (n <= 32) return 32;
-    if (n <= 64) return 64;
-    if (n <= 128) return 128;
-    return 256;
-}
 
 struct SumD { __device__ double operator()(double a, double b) const { return a + b; } };
 struct MaxF { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
@@ -101,17 +94,25 @@ __global__ void final_sum_kernel(const double *part, int nparts, double mul, flo
 }
 
 // ---- softmax / log_softmax -------------------------------------------------------------------
+// The row's max m (returned) and *s = sum_j exp(x[j] - m) in double, for every thread of the
+// block; shf, shd: 32 elements of shared memory each.
+__device__ float row_max_sumexp(const float *x, int64_t n, float *shf, double *shd, double *s) {
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, x[j]);
+    m = block_reduce(m, MaxF(), -INFINITY, shf);
+    double acc = 0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) acc += (double)expf(__fsub_rn(x[j], m));
+    *s = block_reduce(acc, SumD(), 0.0, shd);
+    return m;
+}
+
 __global__ void softmax_rows_kernel(float *o, const float *x, int64_t n, bool lg) {
     __shared__ float shf[32];
     __shared__ double shd[32];
     const float *xr = x + (int64_t)blockIdx.x * n;
     float *orow = o + (int64_t)blockIdx.x * n;
-    float m = -INFINITY;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, xr[j]);
-    m = block_reduce(m, MaxF(), -INFINITY, shf);
-    double s = 0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += (double)expf(__fsub_rn(xr[j], m));
-    s = block_reduce(s, SumD(), 0.0, shd);
+    double s;
+    float m = row_max_sumexp(xr, n, shf, shd, &s);
     if (lg) {
         float sub = __fadd_rn(m, (float)log(s));
         for (int64_t j = threadIdx.x; j < n; j += blockDim.x) orow[j] = __fsub_rn(xr[j], sub);
@@ -157,7 +158,7 @@ void cu_softmax(ct_tensor *out, const ct_tensor *a, int64_t outer, int64_t n, in
     if (n == 0 || outer == 0 || inner == 0) return;
     cudaStream_t st = stream_of(a);
     if (inner == 1) {
-        softmax_rows_kernel<<<(unsigned)outer, row_threads(n), 0, st>>>(mf(out), cf(a), n, lg);
+        softmax_rows_kernel<<<(unsigned)outer, ct__cuda_row_threads(n), 0, st>>>(mf(out), cf(a), n, lg);
     } else {
         softmax_cols_kernel<<<ct__cuda_blocks(outer * inner, 256), 256, 0, st>>>(
             mf(out), cf(a), outer, n, inner, lg);
@@ -204,7 +205,7 @@ void cu_softmax_grad(ct_tensor *gin, const ct_tensor *gout, const ct_tensor *y, 
     if (n == 0 || outer == 0 || inner == 0) return;
     cudaStream_t st = stream_of(gout);
     if (inner == 1) {
-        softmax_grad_rows_kernel<<<(unsigned)outer, row_threads(n), 0, st>>>(mf(gin), cf(gout),
+        softmax_grad_rows_kernel<<<(unsigned)outer, ct__cuda_row_threads(n), 0, st>>>(mf(gin), cf(gout),
                                                                            cf(y), n, lg);
     } else {
         softmax_grad_cols_kernel<<<ct__cuda_blocks(outer * inner, 256), 256, 0, st>>>(
@@ -264,7 +265,7 @@ void cu_max(ct_tensor *values, ct_tensor *indices, const ct_tensor *a, int64_t o
     if (!v && !ix) return;
     cudaStream_t st = stream_of(a);
     if (inner == 1)
-        max_rows_kernel<<<(unsigned)outer, row_threads(n), 0, st>>>(v, ix, cf(a), n);
+        max_rows_kernel<<<(unsigned)outer, ct__cuda_row_threads(n), 0, st>>>(v, ix, cf(a), n);
     else
         max_cols_kernel<<<ct__cuda_blocks(outer * inner, 256), 256, 0, st>>>(v, ix, cf(a), outer,
                                                                            n, inner);
@@ -374,12 +375,8 @@ __global__ void ce_rows_kernel(float *lse, double *term, const float *x, const i
         return;
     }
     const float *row = x + i * C;
-    float m = -INFINITY;
-    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) m = fmaxf(m, row[j]);
-    m = block_reduce(m, MaxF(), -INFINITY, shf);
-    double s = 0;
-    for (int64_t j = threadIdx.x; j < C; j += blockDim.x) s += (double)expf(__fsub_rn(row[j], m));
-    s = block_reduce(s, SumD(), 0.0, shd);
+    double s;
+    float m = row_max_sumexp(row, C, shf, shd, &s);
     if (threadIdx.x == 0) {
         double l = (double)m + log(s);
         lse[i] = (float)l;
@@ -399,7 +396,7 @@ void cu_cross_entropy(ct_tensor *loss, ct_tensor *tlse, const ct_tensor *logits,
     }
     double *term = (double *)ct__cuda_scratch(sizeof(double) * (size_t)N, st);
     if (!term) return;
-    ce_rows_kernel<<<(unsigned)N, row_threads(C), 0, st>>>(mf(tlse), term, cf(logits),
+    ce_rows_kernel<<<(unsigned)N, ct__cuda_row_threads(C), 0, st>>>(mf(tlse), term, cf(logits),
                                                           ci(targets), C, ignore);
     CT_CU_LAUNCH();
     final_sum_kernel<<<1, 1024, 0, st>>>(term, (int)N, (double)inv_count, mf(loss));

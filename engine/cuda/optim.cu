@@ -69,20 +69,6 @@ void cu_adam(float *p, const float *g, float *m, float *v, int64_t n, const ct_a
 }
 
 // ---- clipping ----------------------------------------------------------------------------------
-__device__ __forceinline__ double warp_sum(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ double block_sum(double v, double *sh) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_sum(v);
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : 0.0;
-    return warp_sum(v);
-}
-
 #define SS_THREADS 256
 #define SS_MAX_BLOCKS 1024
 
@@ -93,7 +79,7 @@ __global__ void sum_squares_partial_kernel(double *part, const float *x, int64_t
         double a = x[i];
         s += a * a;
     }
-    s = block_sum(s, sh);
+    s = ct__cu_block_sum(s, sh);
     if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
@@ -102,7 +88,7 @@ __global__ void sum_final_kernel(double *part, int nparts) {
     __shared__ double sh[32];
     double s = 0;
     for (int i = threadIdx.x; i < nparts; i += blockDim.x) s += part[i];
-    s = block_sum(s, sh);
+    s = ct__cu_block_sum(s, sh);
     if (threadIdx.x == 0) part[nparts] = s;
 }
 

@@ -27,7 +27,6 @@
 #include "testutil.h"
 
 #include "engine/device.h"
-#define TCK_DEVICE_API 1
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 /* (called inside the tests, never while the suite is built: Check forks every test from the
@@ -111,7 +110,6 @@ static ct_tensor *rand_idx(ct_ctx *ctx, uint64_t seed, int64_t hi, int ndim, con
 }
 #define RAND_IDX(ctx, seed, hi, ...) rand_idx(ctx, seed, hi, CT_SHAPE(__VA_ARGS__))
 
-#ifdef TCK_DEVICE_API
 #define CUDA0 CT_DEVICE_CUDA(0)
 
 /* Runs f on fresh cpu copies of the n inputs and on cuda copies of them; compares the
@@ -164,7 +162,6 @@ static void run_both(ct_ctx *ctx, const char *what, tu_fn f, int n, ct_tensor **
         expect_close(ctx, w1, cin[i]->grad, mirror[i]->grad, gatol, grtol);
     }
 }
-#endif
 
 /* ---- everywhere: build flags and the index-check error paths ----------------------------------- */
 START_TEST(test_cuda_build_flags) {
@@ -189,7 +186,6 @@ static void index_errors_on(ct_ctx *ctx, tu_errors *errs, bool cuda) {
     ct_tensor *w = tu_rand(ctx, 2, -1, 1, CT_SHAPE(10, 3));
     ct_tensor *ix = i64(ctx, (const int64_t[]){3, 9, 10, 1, -1}, CT_SHAPE(5));
     ct_tensor *gi = i64(ctx, (const int64_t[]){0, 1, 4, 5, 0, 2}, CT_SHAPE(2, 3));
-#ifdef TCK_DEVICE_API
     if (cuda) {
         logits = ct_to(logits, CUDA0);
         tg = ct_to(tg, CUDA0);
@@ -198,9 +194,6 @@ static void index_errors_on(ct_ctx *ctx, tu_errors *errs, bool cuda) {
         gi = ct_to(gi, CUDA0);
         ck_assert_msg(logits && tg && w && ix && gi, "ct_to failed: %s", ct_ctx_error(ctx));
     }
-#else
-    (void)cuda;
-#endif
     /* cross-entropy: the first bad target is 7 at position 4 (-100 is ignored) */
     ck_assert_ptr_null(ct_cross_entropy(logits, tg, -100));
     ck_assert_int_eq(errs->last.status, CT_E_ARG);
@@ -221,9 +214,7 @@ static void index_errors_on(ct_ctx *ctx, tu_errors *errs, bool cuda) {
     ck_assert_int_eq(errs->last.status, CT_E_ARG);
     /* in-range targets with ignored rows work: the mean over the counted ones */
     ct_tensor *ok = i64(ctx, (const int64_t[]){0, 4, -100, 2, 3, -100}, CT_SHAPE(6));
-#ifdef TCK_DEVICE_API
     if (cuda) ok = ct_to(ok, CUDA0);
-#endif
     ct_tensor *l = ct_cross_entropy(logits, ok, -100);
     ck_assert_msg(l != NULL, "%s", ct_ctx_error(ctx));
     float lv = NAN;
@@ -240,7 +231,6 @@ START_TEST(test_index_check_errors) {
 }
 END_TEST
 
-#ifdef TCK_DEVICE_API
 /* ---- softmax / log_softmax ------------------------------------------------------------------- */
 static ct_tensor *f_softmax(ct_tensor **in, void *ud) { return ct_softmax(in[0], *(int *)ud); }
 static ct_tensor *f_log_softmax(ct_tensor **in, void *ud) {
@@ -675,14 +665,12 @@ START_TEST(test_cuda_clip_grad_norm) {
     ct_ctx_free(ctx);
 }
 END_TEST
-#endif /* TCK_DEVICE_API */
 
 Suite *cuda_kernels_suite(void) {
     Suite *s = suite_create("cuda_kernels");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_cuda_build_flags);
     tcase_add_test(tc, test_index_check_errors);
-#ifdef TCK_DEVICE_API
     tcase_add_test(tc, test_cuda_softmax);
     tcase_add_test(tc, test_cuda_max);
     tcase_add_test(tc, test_cuda_cross_entropy);
@@ -693,7 +681,6 @@ Suite *cuda_kernels_suite(void) {
     tcase_add_test(tc, test_cuda_optimizers);
     tcase_add_test(tc, test_cuda_clip_grad_norm);
     tcase_add_test(tc, test_cuda_deterministic);
-#endif
     suite_add_tcase(s, tc);
     return s;
 }

@@ -22,16 +22,10 @@
 #include "testutil.h"
 
 #include "engine/device.h"
-#define HAVE_DEVICE_API 1
 
 /* Whether the device tests can run; why gets the reason when not. */
 static bool cuda_usable(char *why, size_t n) {
-#if HAVE_DEVICE_API
     return ct_cuda_device_count(why, n) > 0;
-#else
-    snprintf(why, n, "engine/device.h (ct_to, ct_module_to) is not in this tree yet");
-    return false;
-#endif
 }
 
 /* (each test runs in its own forked process, so "once" is per test) */
@@ -93,7 +87,6 @@ START_TEST(test_cuda_group_sizes) {
 END_TEST
 #endif
 
-#if HAVE_DEVICE_API
 #define CUDA0 ((ct_device){CT_CUDA, 0})
 
 static float *host_copy(const ct_tensor *t) {
@@ -167,11 +160,9 @@ static ct_tensor *loss_of(ct_tensor *out, ct_tensor *hn, ct_tensor *cn, ct_tenso
     ck_assert_ptr_nonnull(l);
     return l;
 }
-#endif
 
 START_TEST(test_layers_match_cpu) {
     SKIP_WITHOUT_CUDA();
-#if HAVE_DEVICE_API
     const gcase *c = &gcases[_i];
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
@@ -266,14 +257,12 @@ START_TEST(test_layers_match_cpu) {
     ct_module_free(mc);
     ct_module_free(mg);
     ct_ctx_free(ctx);
-#endif
 }
 END_TEST
 
 /* ---- stepwise sampling ------------------------------------------------------------------- */
 START_TEST(test_step_matches_cpu) {
     SKIP_WITHOUT_CUDA();
-#if HAVE_DEVICE_API
     static const ct_rnn_mode modes[] = {CT_LSTM, CT_GRU, CT_RNN_TANH, CT_RNN_RELU};
     const ct_rnn_mode mode = modes[_i % 4];
     const int64_t B = _i < 4 ? 1 : 6;            /* 6: past the fused kernel, the GEMM path */
@@ -330,7 +319,6 @@ START_TEST(test_step_matches_cpu) {
     ct_module_free(oc);
     ct_module_free(og);
     ct_ctx_free(ctx);
-#endif
 }
 END_TEST
 
@@ -344,11 +332,7 @@ Suite *cuda_rnn_suite(void) {
 #endif
     /* (nothing here may touch CUDA: Check forks every test from this process, and a child
      * cannot use a CUDA runtime its parent initialised; the tests say when they skip) */
-#if HAVE_DEVICE_API
     tcase_add_loop_test(tc, test_layers_match_cpu, 0, (int)(sizeof gcases / sizeof gcases[0]));
-#else
-    tcase_add_loop_test(tc, test_layers_match_cpu, 0, 1);
-#endif
     tcase_add_loop_test(tc, test_step_matches_cpu, 0, 8);
     suite_add_tcase(s, tc);
     return s;
