@@ -228,14 +228,10 @@ echo "make arguments: ${MAKEARGS[*]}"
 
 # ---- 2. build --------------------------------------------------------------------------------------
 TEST_BIN=$B/tests/run_tests
-BENCH=$B/bench/bench_rnn_cuda
+BENCH=$B/bench/bench_rnn
 export B ROOT TEST_BIN BENCH
 step "build: make CUDA=1 all $TEST_BIN" 240 "$MAKE" -j"$JOBS" "${MAKEARGS[@]}" all "$TEST_BIN"
-if [ -f tests/bench/bench_rnn_cuda.c ]; then
-    step "build: $BENCH" 90 "$MAKE" -j"$JOBS" "${MAKEARGS[@]}" "$BENCH"
-else
-    note "tests/bench/bench_rnn_cuda.c is absent: no cantor GPU benchmark"
-fi
+step "build: $BENCH" 90 "$MAKE" -j"$JOBS" "${MAKEARGS[@]}" "$BENCH"
 [ -x "$B/cantor" ] && "$B/cantor" --version
 
 # ---- 3. the CUDA test suites -------------------------------------------------------------------------
@@ -271,7 +267,7 @@ if [ -x "$BENCH" ]; then
     for w in $WORKLOADS; do
         step "bench cantor $w train (kit batch)" 60 cantor_leg "$w" train
         if [ $? = 2 ] && [ ! -s "$W/cantor-cuda.jsonl" ]; then
-            note "bench_rnn_cuda refused its first run (exit 2, see above): its other legs are skipped"
+            note "bench_rnn --device cuda:0 refused its first run (exit 2, see above): its other legs are skipped"
             break
         fi
         step "bench cantor $w train (batch $BIG_BATCH)" 60 cantor_leg "$w" train "$BIG_BATCH"

@@ -11,8 +11,18 @@
  * temperature and one multinomial draw in plain C (frames: bernoulli of sigmoid(logits / T)),
  * as models/sampler.c does. Prints one JSON line in the kit's format.
  *
- * usage: bench_rnn --workload NAME --mode train|sample [--threads N] [--steps N]
- *                  [--warmup N] [--sample-tokens N] [--temperature T]
+ * On a device (--device cuda:N; scripts/gpu-check.sh): the same workloads and JSON line plus
+ * "device" (which is printed only when --device is given). The model is built on the host
+ * from the same seed, then moved (ct_module_to) before the optimizer is made; the fixed batch
+ * is made on the host and copied (ct_to). A training step ends with ct_item(loss), which
+ * waits for the device, so the times are whole steps. Sampling keeps the RNN state on the
+ * device, reads the embedding row straight from device memory (token models) or uploads the
+ * frame (piano roll), and copies the logits back every step for the draw on the host.
+ * --batch N overrides the workload's training batch (e.g. 256).
+ *
+ * usage: bench_rnn --workload NAME --mode train|sample [--device cpu|cuda:N] [--batch N]
+ *                  [--threads N] [--steps N] [--warmup N] [--sample-tokens N]
+ *                  [--temperature T]
  */
 #include <getopt.h>
 #include <math.h>
@@ -23,6 +33,7 @@
 #include <time.h>
 
 #include "engine/cantor.h"
+#include "engine/device.h"
 #include "engine/layers.h"
 #include "engine/optim.h"
 #include "engine/rnn.h"
@@ -82,12 +93,19 @@ static net build(ct_ctx *ctx, ct_rng *rng, const workload *w) {
     return n;
 }
 
-static int train(ct_ctx *ctx, const workload *w, int steps, int warmup, char *json, size_t jn) {
+static int fail(ct_ctx *ctx, const char *what) {
+    fprintf(stderr, "bench_rnn: %s: %s\n", what, ct_ctx_error(ctx));
+    return 1;
+}
+
+static int train(ct_ctx *ctx, const workload *w, ct_device dev, int steps, int warmup, char *json,
+                 size_t jn) {
     ct_rng rng;
     ct_rng_seed(&rng, SEED);
     net n = build(ctx, &rng, w);
+    if (ct_module_to(n.root, dev) != CT_OK) return fail(ctx, "module_to");
     ct_optim *opt = ct_adam_new(n.root, ct_adam_defaults(1e-3));
-    if (!opt) return 1;
+    if (!opt) return fail(ctx, "adam_new");
     int64_t T = w->seq, B = w->batch, V = w->vocab;
     /* one fixed batch, as the reference does */
     ct_tensor *x, *y;
@@ -101,6 +119,9 @@ static int train(ct_ctx *ctx, const workload *w, int steps, int warmup, char *js
         x = ct_narrow(data, 0, 0, T);
         y = ct_contiguous(ct_narrow(data, 0, 1, T));
     }
+    x = ct_to(ct_contiguous(x), dev);
+    y = ct_to(ct_contiguous(y), dev);
+    if (!x || !y) return fail(ctx, "copying the batch");
     double *times = calloc((size_t)(steps + warmup), sizeof *times);
     double loss_v = NAN;
     for (int i = 0; i < warmup + steps; i++) {
@@ -153,10 +174,12 @@ static int64_t draw_token(const float *logits, int64_t V, float temperature, dou
     return V - 1;
 }
 
-static int sample(ct_ctx *ctx, const workload *w, int count, float temperature, char *json, size_t jn) {
+static int sample(ct_ctx *ctx, const workload *w, ct_device dev, int count, float temperature,
+                  char *json, size_t jn) {
     ct_rng rng;
     ct_rng_seed(&rng, SEED);
     net n = build(ctx, &rng, w);
+    if (ct_module_to(n.root, dev) != CT_OK) return fail(ctx, "module_to");
     ct_module_train(n.root, false);
     ct_set_grad_enabled(ctx, false);
     ct_rnn_state *st = ct_rnn_state_new(n.rnn, 1);
@@ -165,7 +188,7 @@ static int sample(ct_ctx *ctx, const workload *w, int count, float temperature, 
     ct_tensor *wo = ct_module_param(n.out, "weight"), *bo = ct_module_param(n.out, "bias");
     float *frame = calloc((size_t)V, sizeof *frame), *logits = calloc((size_t)V, sizeof *logits);
     double *prob = calloc((size_t)V, sizeof *prob);
-    if (!st || !frame || !logits || !prob) return 1;
+    if (!st || !frame || !logits || !prob) return fail(ctx, "rnn_state_new");
     int64_t token = 0;
     const int warmup = 32;
     double t0 = 0;
@@ -200,14 +223,15 @@ static int sample(ct_ctx *ctx, const workload *w, int count, float temperature, 
 }
 
 int main(int argc, char **argv) {
-    const char *name = "melody", *mode = "train";
-    int threads = 2, steps = -1, warmup = -1, count = -1;
+    const char *name = "melody", *mode = "train", *device = NULL;
+    int threads = 2, steps = -1, warmup = -1, count = -1, batch = -1;
     float temperature = 1.0f;
     static const struct option opts[] = {
         {"workload", required_argument, NULL, 'w'}, {"mode", required_argument, NULL, 'm'},
         {"threads", required_argument, NULL, 't'}, {"steps", required_argument, NULL, 's'},
         {"warmup", required_argument, NULL, 'u'}, {"sample-tokens", required_argument, NULL, 'n'},
-        {"temperature", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
+        {"temperature", required_argument, NULL, 'T'}, {"device", required_argument, NULL, 'd'},
+        {"batch", required_argument, NULL, 'b'}, {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -219,32 +243,44 @@ int main(int argc, char **argv) {
         case 'u': warmup = atoi(optarg); break;
         case 'n': count = atoi(optarg); break;
         case 'T': temperature = strtof(optarg, NULL); break;
-        default: fprintf(stderr, "usage: bench_rnn --workload NAME --mode train|sample [--threads N]\n"); return 2;
+        case 'd': device = optarg; break;
+        case 'b': batch = atoi(optarg); break;
+        default: fprintf(stderr, "usage: bench_rnn --workload NAME --mode train|sample [--device cuda:N] [--batch N] [--threads N]\n"); return 2;
         }
     }
     const workload *w = NULL;
+    workload chosen;
     for (size_t i = 0; i < sizeof WORKLOADS / sizeof WORKLOADS[0]; i++)
-        if (strcmp(WORKLOADS[i].name, name) == 0) w = &WORKLOADS[i];
+        if (strcmp(WORKLOADS[i].name, name) == 0) { chosen = WORKLOADS[i]; w = &chosen; }
+    if (w && batch > 0) chosen.batch = batch;
     if (!w || (strcmp(mode, "train") && strcmp(mode, "sample")) || threads < 1 || !(temperature > 0)) {
         fprintf(stderr, "bench_rnn: unknown workload '%s' or mode '%s' (workloads: melody, melody_gru, "
                         "performance, pianoroll_b1, pianoroll_b16; modes: train, sample)\n", name, mode);
         return 2;
     }
+    ct_device dev = CT_DEVICE_CPU;
+    char why[256];
+    if (device && (ct_device_parse(device, &dev, why, sizeof why) != CT_OK || !ct_device_available(dev, why, sizeof why))) {
+        fprintf(stderr, "bench_rnn: --device %s: %s\n", device, why);
+        return 2;
+    }
+    char dev_json[300] = "";
+    if (device) snprintf(dev_json, sizeof dev_json, "\"device\": \"%s\", ", ct_device_str(dev, why, sizeof why));
     ct_blas_set_threads(threads);
     ct_ctx *ctx = ct_ctx_new();
     char res[1024];
     int rc = strcmp(mode, "train") == 0
-                 ? train(ctx, w, steps > 0 ? steps : w->steps, warmup >= 0 ? warmup : w->warmup, res, sizeof res)
-                 : sample(ctx, w, count > 0 ? count : w->sample, temperature, res, sizeof res);
+                 ? train(ctx, w, dev, steps > 0 ? steps : w->steps, warmup >= 0 ? warmup : w->warmup, res, sizeof res)
+                 : sample(ctx, w, dev, count > 0 ? count : w->sample, temperature, res, sizeof res);
     ct_ctx_free(ctx);
     if (rc) return rc;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"engine\": \"cantor\", \"workload\": \"%s\", \"mode\": \"%s\", \"unit\": \"%s\", %s, "
-           "\"peak_rss_mb\": %.1f, \"threads\": %d, \"openblas_threads\": %d, \"cantor\": \"%s\", "
+           "\"peak_rss_mb\": %.1f, %s\"threads\": %d, \"openblas_threads\": %d, \"cantor\": \"%s\", "
            "\"config\": {\"kind\": \"%s\", \"cell\": \"%s\", \"vocab\": %d, \"embed\": %d, \"hidden\": %d, "
            "\"layers\": %d, \"batch\": %d, \"seq\": %d}}\n",
-           w->name, mode, w->tokens ? "tokens" : "frames", res, ru.ru_maxrss / 1024.0, threads,
+           w->name, mode, w->tokens ? "tokens" : "frames", res, ru.ru_maxrss / 1024.0, dev_json, threads,
            ct_blas_threads(), ct_version(), w->tokens ? "tokens" : "frames",
            w->cell == CT_LSTM ? "lstm" : "gru", w->vocab, w->embed, w->hidden, w->layers, w->batch, w->seq);
     return 0;

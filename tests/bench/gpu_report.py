@@ -4,7 +4,7 @@
 
 usage: gpu_report.py CANTOR.jsonl [PYTORCH.jsonl] [--fp32 PYTORCH_TF32_OFF.jsonl]
 
-CANTOR.jsonl: tests/bench/bench_rnn_cuda's lines; PYTORCH.jsonl: tests/bench/torch_ref_cuda.py's
+CANTOR.jsonl: tests/bench/bench_rnn --device cuda:0's lines; PYTORCH.jsonl: tests/bench/torch_ref_cuda.py's
 (PyTorch's defaults: cuDNN may use TF32); --fp32: torch_ref_cuda.py --strict-fp32's (TF32 off,
 the same arithmetic as cantor's fp32 default). All are in the bench kit's JSON format; a row is
 one (workload, mode, batch): the training batch (config.batch) or 1 for sampling. Several runs
