@@ -124,3 +124,38 @@ ct_status ct_device_set_tf32(ct_device dev, bool on, char *why, size_t why_n) {
     return CT_E_DEVICE;   /* not reached: no device is available without CUDA */
 #endif
 }
+
+ct_status ct_device_set_bf16(ct_device dev, bool on, char *why, size_t why_n) {
+    if (why && why_n) why[0] = 0;
+    if (dev.type != CT_CUDA) {
+        if (why && why_n)
+            snprintf(why, why_n, "bf16 mixed precision is a CUDA mode; the CPU computes in float32");
+        return CT_E_ARG;
+    }
+    if (!ct_device_available(dev, why, why_n)) return CT_E_DEVICE;
+#ifdef CT_HAVE_CUDA
+    ct__cuda_set_bf16(dev.index, on);
+    return CT_OK;
+#else
+    (void)on;
+    return CT_E_DEVICE;   /* not reached: no device is available without CUDA */
+#endif
+}
+
+bool ct_device_tf32(ct_device dev) {
+    if (dev.type != CT_CUDA || !ct_device_available(dev, NULL, 0)) return false;
+#ifdef CT_HAVE_CUDA
+    return ct__cuda_tf32(dev.index);
+#else
+    return false;
+#endif
+}
+
+bool ct_device_bf16(ct_device dev) {
+    if (dev.type != CT_CUDA || !ct_device_available(dev, NULL, 0)) return false;
+#ifdef CT_HAVE_CUDA
+    return ct__cuda_bf16(dev.index);
+#else
+    return false;
+#endif
+}

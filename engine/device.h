@@ -66,6 +66,40 @@ ct_status ct_optim_to(ct_optim *opt, ct_device dev);
  * when dev is not an available CUDA device; the CPU is always exact (CT_E_ARG). */
 ct_status ct_device_set_tf32(ct_device dev, bool on, char *why, size_t why_n);
 
+/* bf16 mixed precision on a CUDA device (off by default), with float32 master weights.
+ * WHAT IS bf16: the inputs of every float32 matrix product cuBLAS runs on dev, i.e. ct_matmul
+ * and its batched form (so ct_linear and everything built on them), forward and backward,
+ * and the GEMMs of the fused LSTM/GRU/RNN layers (input projection, the recurrent product of
+ * each step, dx, dW_ih, dW_hh; forward, backward and stepping at batch > 4). Both operands
+ * are rounded to bfloat16 (8 significant bits, round to nearest even) into scratch memory,
+ * multiplied on the tensor cores with float32 accumulation, and the result is written as
+ * float32. WHAT STAYS float32: every tensor (activations are stored in float32: this buys
+ * tensor-core GEMM speed, not memory), the parameters, their gradients and the optimizer's
+ * state (the master weights: an update smaller than a bf16 ulp is not lost), every
+ * element-wise op, reduction, softmax and loss, the recurrent layers' gate math, cell and
+ * hidden states, their bias gradients (column sums), the fused sampling step at batch <= 4
+ * and its output layer, and everything on the CPU. Turning it off gives float32 math again,
+ * bit for bit what it gave before. An element of a product differs from float32's by at
+ * most 2^-7 of the sum of |a_ik b_kj| (each operand is off by at most 2^-8 relative; the
+ * errors mostly cancel: typically 1e-3 to 1e-2 relative on a layer's output), and bf16
+ * keeps float32's exponent range, so no loss scaling is needed.
+ * Beside PyTorch: like torch.autocast(device_type='cuda', dtype=torch.bfloat16) around the
+ * forward and the loss, with float32 parameters and optimizer, matmuls with bf16 inputs and
+ * float32 accumulation, no GradScaler; unlike autocast, cantor stores the products' outputs in
+ * float32 (autocast keeps them in bf16, halving their memory and rounding them once more) and
+ * runs the recurrent gate math in float32 (autocast also lowers the inputs and weights of
+ * cuDNN's fused LSTM/GRU, ATen's AutocastRNN), so cantor's bf16 is closer to float32 and
+ * saves no activation memory.
+ * With TF32 on as well, bf16 wins for these GEMMs (TF32 then affects none of them). Like TF32
+ * the setting belongs to the device and is shared by every context of the process; it is
+ * read when a product (or a whole recurrent-layer call) starts. CT_E_DEVICE (and why) when dev
+ * is not an available CUDA device; CT_E_ARG for the CPU, which always computes in float32. */
+ct_status ct_device_set_bf16(ct_device dev, bool on, char *why, size_t why_n);
+/* Whether TF32 / bf16 GEMMs are on for dev: false for the CPU and for a device that is not
+ * there (never an error). */
+bool ct_device_tf32(ct_device dev);
+bool ct_device_bf16(ct_device dev);
+
 /* The device allocator of a context: blocks freed by tensors are kept (by size class, per
  * device) and reused, so a training loop in its steady state calls cudaMalloc no more; they
  * go back to the driver at ct_ctx_empty_cache / ct_ctx_free. */

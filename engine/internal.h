@@ -167,6 +167,9 @@ extern const ct_backend ct_cpu_backend;           /* engine/cpu/backend.c (const
 extern const ct_backend ct_cuda_backend;          /* engine/cuda/backend.cu */
 int ct__cuda_device_count(char *why, size_t n);   /* engine/cuda/device.cu (cached) */
 void ct__cuda_set_tf32(int device, bool on);      /* the device's cuBLAS math mode */
+void ct__cuda_set_bf16(int device, bool on);      /* bf16 GEMM inputs on that device */
+bool ct__cuda_tf32(int device);
+bool ct__cuda_bf16(int device);
 #endif
 
 /* ---- helpers for op implementations ----------------------------------------------------- */

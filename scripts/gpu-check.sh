@@ -2,8 +2,10 @@
 # scripts/gpu-check.sh — the CUDA check of issue 7, as one prepared run on a GPU machine: builds
 # with CUDA=1, runs the CUDA test suites, runs the GPU benchmark beside PyTorch+cuDNN (the
 # workloads of the bench kit's torch_ref.py, at the kit's batch sizes and at batch 256; sampling
-# at batch 1) and prints a table with the ratios, trains a few steps with `cantor train --device
-# cuda:0`, then runs the whole test suite with the time left. Everything it prints also goes to
+# at batch 1; then, shorter, bf16 mixed precision: cantor's --precision bf16 beside PyTorch's
+# torch.autocast bf16, training at the kit's batches only) and prints a table with the ratios by
+# precision, trains a few steps with `cantor train --device cuda:0`, then runs the whole test
+# suite with the time left. Everything it prints also goes to
 # $OUT/gpu-check.log when $OUT is set, with the JSON lines and the table beside it.
 #
 # usage:
@@ -260,14 +262,17 @@ WORKLOADS=${WORKLOADS:-"melody melody_gru performance pianoroll_b1 pianoroll_b16
 export W B ROOT BENCH TEST_BIN PY KIT_DIR WORKLOADS
 BIG_BATCH=${BIG_BATCH:-256}
 : > "$W/cantor-cuda.jsonl"; : > "$W/pytorch-cuda.jsonl"; : > "$W/pytorch-cuda-fp32.jsonl"
-cantor_leg() {  # WORKLOAD MODE [BATCH]
-    "$BENCH" --workload "$1" --mode "$2" --device cuda:0 ${3:+--batch "$3"} >> "$W/cantor-cuda.jsonl"
+cantor_leg() {  # WORKLOAD MODE [BATCH [PRECISION]]
+    "$BENCH" --workload "$1" --mode "$2" --device cuda:0 ${3:+--batch "$3"} ${4:+--precision "$4"} >> "$W/cantor-cuda.jsonl"
 }
+CANTOR_BENCH_OK=0
 if [ -x "$BENCH" ]; then
+    CANTOR_BENCH_OK=1
     for w in $WORKLOADS; do
         step "bench cantor $w train (kit batch)" 60 cantor_leg "$w" train
         if [ $? = 2 ] && [ ! -s "$W/cantor-cuda.jsonl" ]; then
             note "bench_rnn --device cuda:0 refused its first run (exit 2, see above): its other legs are skipped"
+            CANTOR_BENCH_OK=0
             break
         fi
         step "bench cantor $w train (batch $BIG_BATCH)" 60 cantor_leg "$w" train "$BIG_BATCH"
@@ -286,6 +291,17 @@ if [ -n "$PY" ] && [ -n "$KIT_DIR" ]; then
         torch_leg "$W/pytorch-cuda.jsonl" --batch "kit,$BIG_BATCH"
     step "bench PyTorch+cuDNN, TF32 off (train)" 100 \
         torch_leg "$W/pytorch-cuda-fp32.jsonl" --mode train --batch "kit,$BIG_BATCH" --strict-fp32
+fi
+# bf16 mixed precision, kept short (training at the kit's batches; the lines carry "precision":
+# "bf16", so they share the files above and the report matches them by precision)
+if [ $CANTOR_BENCH_OK = 1 ]; then
+    for w in $WORKLOADS; do
+        step "bench cantor $w train bf16 (kit batch)" 40 cantor_leg "$w" train "" bf16
+    done
+fi
+if [ -n "$PY" ] && [ -n "$KIT_DIR" ]; then
+    step "bench PyTorch+cuDNN, bf16 autocast (train, kit batch)" 90 \
+        torch_leg "$W/pytorch-cuda.jsonl" --mode train --precision bf16
 fi
 report=(tests/bench/gpu_report.py "$W/cantor-cuda.jsonl" "$W/pytorch-cuda.jsonl" --fp32 "$W/pytorch-cuda-fp32.jsonl")
 RPY=${PY:-$(command -v python3 || echo /usr/bin/python3)}

@@ -624,6 +624,10 @@ static void cu_axpy(ct_tensor *t, float alpha, const ct_tensor *x) {
 // GEMM through cuBLAS. cuBLAS is column-major; a row-major matrix is the column-major view of
 // its transpose, so C = op(A) op(B) (row-major) is computed as C^T = op(B)^T op(A)^T: the
 // operands swap places and keep their transpose flags, with m and n swapped.
+// ct__cuda_gemm (cuda_internal.h) is the one place that calls cuBLAS's GEMMs: cu_gemm here and
+// the recurrent layers (rnn.cu) go through it, so the bf16 mode (ct_device_set_bf16) covers
+// every product: the operands are rounded to bf16 into packed scratch and multiplied by
+// cublasGemmEx with float32 accumulation and a float32 C.
 // =============================================================================================
 __global__ void k_scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc, int64_t sc,
                           int64_t batch) {
@@ -631,6 +635,21 @@ __global__ void k_scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ld
         int64_t b = i / (m * n), r = (i / n) % m, col = i % n;
         float *p = c + b * sc + r * ldc + col;
         *p = beta == 0.0f ? 0.0f : beta * *p;
+    }
+}
+
+// dst[i] = bf16(src[i]) (round to nearest even): a dense source
+__global__ void k_round_bf16_dense(__nv_bfloat16 *dst, const float *src, int64_t n) {
+    GRID_LOOP(i, n) dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+// dst packed [batch, rows, cols] from src's matrix b, row r, column c at b * stride + r * ld + c
+__global__ void k_round_bf16(__nv_bfloat16 *dst, const float *src, int64_t rows, int64_t cols,
+                             int64_t ld, int64_t stride, int64_t n) {
+    GRID_LOOP(i, n) {
+        const int64_t q = i / cols, c = i - q * cols;
+        const int64_t b = q / rows, r = q - b * rows;
+        dst[i] = __float2bfloat16_rn(src[b * stride + r * ld + c]);
     }
 }
 
@@ -647,6 +666,29 @@ static void cu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alp
         CT_CU_LAUNCH();
         return;
     }
+    ct__cuda_gemm(d, ct__cuda_bf16(d), ta, tb, m, n, k, alpha, a, lda, sa, NULL, b, ldb, sb, NULL,
+                  beta, c, ldc, sc, batch);
+}
+
+}  // namespace
+
+void ct__cuda_round_bf16(cudaStream_t st, __nv_bfloat16 *dst, const float *src, int64_t rows,
+                         int64_t cols, int64_t ld, int64_t stride, int64_t batch) {
+    if (rows <= 0 || cols <= 0 || batch <= 0) return;
+    const int64_t n = rows * cols * batch;
+    const unsigned blocks = ct__cuda_blocks(n, THREADS);
+    if (ld == cols && (batch == 1 || stride == rows * cols))
+        k_round_bf16_dense<<<blocks, THREADS, 0, st>>>(dst, src, n);
+    else
+        k_round_bf16<<<blocks, THREADS, 0, st>>>(dst, src, rows, cols, ld, batch == 1 ? 0 : stride, n);
+    CT_CU_LAUNCH();
+}
+
+void ct__cuda_gemm(int d, bool bf16, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                   float alpha, const float *a, int64_t lda, int64_t sa, const __nv_bfloat16 *a_bf,
+                   const float *b, int64_t ldb, int64_t sb, const __nv_bfloat16 *b_bf, float beta,
+                   float *c, int64_t ldc, int64_t sc, int64_t batch) {
+    if (m <= 0 || n <= 0 || batch <= 0) return;
     if (!fits_int(m) || !fits_int(n) || !fits_int(k) || !fits_int(lda) || !fits_int(ldb) ||
         !fits_int(ldc) || !fits_int(batch)) {
         ct__cuda_record_status(CT_E_UNSUPPORTED, "cuda:%d: gemm of m %lld, n %lld, k %lld (lda %lld, "
@@ -657,16 +699,56 @@ static void cu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alp
     }
     cublasHandle_t h = ct__cuda_blas(d);
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (batch == 1) {
-        CT_CUBLAS(cublasSgemm(h, opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb, a, (int)lda,
-                              &beta, c, (int)ldc));
-    } else {
-        // stride 0 broadcasts an operand over the batch (never C: its rows would race)
-        CT_CUBLAS(cublasSgemmStridedBatched(h, opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb,
-                                            (long long)sb, a, (int)lda, (long long)sa, &beta, c,
-                                            (int)ldc, (long long)sc, (int)batch));
+    if (!bf16 || k == 0) {
+        if (batch == 1) {
+            CT_CUBLAS(cublasSgemm(h, opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb, a,
+                                  (int)lda, &beta, c, (int)ldc));
+        } else {
+            // stride 0 broadcasts an operand over the batch (never C: its rows would race)
+            CT_CUBLAS(cublasSgemmStridedBatched(h, opb, opa, (int)n, (int)m, (int)k, &alpha, b,
+                                                (int)ldb, (long long)sb, a, (int)lda,
+                                                (long long)sa, &beta, c, (int)ldc, (long long)sc,
+                                                (int)batch));
+        }
+        return;
     }
+    // bf16: the stored matrices are A [m, k] (ta: [k, m]) and B [k, n] (tb: [n, k]); each is
+    // rounded into packed scratch (leading dim = its column count), a broadcast one only once
+    const int64_t ra = ta ? k : m, ca = ta ? m : k, rb = tb ? n : k, cb = tb ? k : n;
+    const int64_t na = batch > 1 && sa != 0 ? batch : 1, nb = batch > 1 && sb != 0 ? batch : 1;
+    cudaStream_t st = ct__cuda_stream(d);
+    const size_t ea = a_bf ? 0 : (size_t)(ra * ca * na), eb = b_bf ? 0 : (size_t)(rb * cb * nb);
+    const size_t off_b = (ea + 127) / 128 * 128;          // B's part starts 256-byte aligned
+    __nv_bfloat16 *scratch = NULL;
+    if (ea + eb > 0) {
+        scratch = (__nv_bfloat16 *)ct__cuda_scratch(sizeof(__nv_bfloat16) * (off_b + eb), st);
+        if (!scratch) return;                              // recorded
+    }
+    const __nv_bfloat16 *ah = a_bf, *bh = b_bf;
+    if (!ah) {
+        ct__cuda_round_bf16(st, scratch, a, ra, ca, lda, sa, na);
+        ah = scratch;
+    }
+    if (!bh) {
+        ct__cuda_round_bf16(st, scratch + off_b, b, rb, cb, ldb, sb, nb);
+        bh = scratch + off_b;
+    }
+    if (batch == 1) {
+        CT_CUBLAS(cublasGemmEx(h, opb, opa, (int)n, (int)m, (int)k, &alpha, bh, CUDA_R_16BF,
+                               (int)cb, ah, CUDA_R_16BF, (int)ca, &beta, c, CUDA_R_32F, (int)ldc,
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    } else {
+        const long long sah = na > 1 ? (long long)(ra * ca) : 0;
+        const long long sbh = nb > 1 ? (long long)(rb * cb) : 0;
+        CT_CUBLAS(cublasGemmStridedBatchedEx(h, opb, opa, (int)n, (int)m, (int)k, &alpha, bh,
+                                             CUDA_R_16BF, (int)cb, sbh, ah, CUDA_R_16BF, (int)ca,
+                                             sah, &beta, c, CUDA_R_32F, (int)ldc, (long long)sc,
+                                             (int)batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    if (scratch) CT_CU(cudaFreeAsync(scratch, st));
 }
+
+namespace {
 
 // =============================================================================================
 // Sums (keepdim) over arbitrary dims, deterministic: every output is summed in a fixed order

@@ -11,6 +11,7 @@
 #define CT_CUDA_INTERNAL_H
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -72,6 +73,41 @@ static inline int ct__cuda_use(const ct_tensor *t) {
     ct__cuda_set_device(d);
     return d;
 }
+
+// ---- GEMMs: every float32 product of the CUDA files goes through ct__cuda_gemm ------------------
+// Precision switches of a device (device.cu; process-wide, set by ct_device_set_tf32/_bf16).
+// Read ct__cuda_bf16 once at the start of an entry point and pass it down, so that one call
+// (a whole RNN forward, say) never mixes the two modes.
+extern "C" bool ct__cuda_tf32(int device);
+extern "C" bool ct__cuda_bf16(int device);
+extern "C" void ct__cuda_set_bf16(int device, bool on);
+
+// Rounds `batch` row-major float32 matrices of rows x cols (leading dim ld, `stride` elements
+// apart; stride is ignored when batch is 1) to bf16, round to nearest even (NaN stays NaN; a
+// float that rounds past bf16's largest finite value becomes inf), into dst, packed: matrix b,
+// row r, column c at dst[(b * rows + r) * cols + c]. One kernel on stream st. (backend.cu)
+void ct__cuda_round_bf16(cudaStream_t st, __nv_bfloat16 *dst, const float *src, int64_t rows,
+                         int64_t cols, int64_t ld, int64_t stride, int64_t batch);
+
+// Row-major C[m, n] = alpha op(A)[m, k] op(B)[k, n] + beta C, float32 C, `batch` products with
+// element strides sa, sb, sc (batch 1: strides unused; sa or sb 0 broadcasts that operand;
+// never sc 0). The device must be current (the caller's ct__cuda_use / ct__cuda_device_of).
+//  - bf16 false: cublasSgemm / cublasSgemmStridedBatched in the handle's math mode (float32,
+//    or TF32 when ct_device_set_tf32 turned it on): exactly the calls cantor made before bf16
+//    existed.
+//  - bf16 true (and k > 0): A and B are rounded to bf16 (ct__cuda_round_bf16) into stream-
+//    ordered scratch, then cublasGemmEx / cublasGemmStridedBatchedEx multiply them with
+//    CUDA_R_16BF inputs, CUDA_R_32F output and CUBLAS_COMPUTE_32F (float32 accumulation, tensor
+//    cores), whatever the TF32 setting. a_bf / b_bf (NULL: round here) are copies of A / B
+//    that the caller rounded already, in the packed layout ct__cuda_round_bf16 writes: leading
+//    dim = the stored matrix's column count (op(A) [m, k] with ta is stored [k, m]), one
+//    matrix per product (rows * cols apart), or just one when batch is 1 or the operand
+//    broadcasts (stride 0). This lets a recurrent layer round W_hh once for T steps.
+// Sizes beyond cuBLAS's 32-bit int are recorded as CT_E_UNSUPPORTED. m, n or batch <= 0: no-op.
+void ct__cuda_gemm(int device, bool bf16, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                   float alpha, const float *a, int64_t lda, int64_t sa, const __nv_bfloat16 *a_bf,
+                   const float *b, int64_t ldb, int64_t sb, const __nv_bfloat16 *b_bf, float beta,
+                   float *c, int64_t ldc, int64_t sc, int64_t batch);
 
 // Device memory from ctx's caching allocator (backend.cu): for scratch space inside a kernel
 // group (free it with ct__cuda_free before returning; stream order makes immediate reuse

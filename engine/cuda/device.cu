@@ -2,14 +2,17 @@
 // uses: one stream and one cuBLAS handle per device, and the per-thread sticky error.
 //
 // PROCESS-WIDE STATE. The engine keeps no global mutable state, with one exception here: the
-// device count, and a stream + cuBLAS handle per device. They wrap CUDA's primary context,
-// which is process-wide anyway (one per device per process), so a per-ctx copy would only
-// multiply handles onto the same context. They are created once, on first use, under a mutex
+// device count, a stream + cuBLAS handle per device, and each device's precision switches
+// (TF32, bf16: settings of that handle's GEMMs). The streams and handles wrap CUDA's primary
+// context, which is process-wide anyway (one per device per process), so a per-ctx copy would
+// only multiply handles onto the same context. They are created once, on first use, under a mutex
 // (the count under pthread_once) and live until the process exits (never destroyed: tearing
 // them down at exit races with the driver's own shutdown). Every device's kernels, copies and
 // GEMMs run in order on that device's one stream, which is what makes the caching allocator's
 // immediate reuse of a freed block safe. A cuBLAS handle may be used from several host threads
-// as long as nobody changes its stream or settings concurrently; they are set once here.
+// as long as nobody changes its stream or settings concurrently; they are set once here (and
+// by ct_device_set_tf32, whose caller must not run GEMMs on that device at the same time). The
+// precision switches (TF32, bf16) are process-wide per device too, for the same reason.
 //
 // With no GPU or driver, cudaGetDeviceCount fails (error 35 on machines without a driver):
 // that is reported as "no device", never as a crash.
@@ -88,11 +91,33 @@ static dev_res *resources(int device) {
 }
 
 cudaStream_t ct__cuda_stream(int device) { return resources(device)->stream; }
+// The same for C files (engine/parallel/data_parallel.c runs NCCL on the engine's streams).
+extern "C" cudaStream_t ct__cuda_stream_c(int device) { return resources(device)->stream; }
+
+// ---- precision settings (ct_device_set_tf32 / ct_device_set_bf16) ---------------------------
+// Per device and process-wide, like the handle they configure: TF32 is the cuBLAS handle's math
+// mode (mirrored in tf32_on for the getter); bf16 is a flag that every GEMM of the CUDA files
+// reads (ct__cuda_gemm's callers) at the start of the call. Both are plain atomics: a setting
+// changed while another thread runs GEMMs on the device takes effect at its next call.
+static int tf32_on[CT_CUDA_MAX_DEVICES];
+static int bf16_on[CT_CUDA_MAX_DEVICES];
+
+static bool valid_index(int device) { return device >= 0 && device < CT_CUDA_MAX_DEVICES; }
 
 extern "C" void ct__cuda_set_tf32(int device, bool on) {
     dev_res *r = resources(device);
     if (r->blas)
         CT_CUBLAS(cublasSetMathMode(r->blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    if (valid_index(device)) __atomic_store_n(&tf32_on[device], on ? 1 : 0, __ATOMIC_RELEASE);
+}
+extern "C" bool ct__cuda_tf32(int device) {
+    return valid_index(device) && __atomic_load_n(&tf32_on[device], __ATOMIC_ACQUIRE) != 0;
+}
+extern "C" void ct__cuda_set_bf16(int device, bool on) {
+    if (valid_index(device)) __atomic_store_n(&bf16_on[device], on ? 1 : 0, __ATOMIC_RELEASE);
+}
+extern "C" bool ct__cuda_bf16(int device) {
+    return valid_index(device) && __atomic_load_n(&bf16_on[device], __ATOMIC_ACQUIRE) != 0;
 }
 cublasHandle_t ct__cuda_blas(int device) { return resources(device)->blas; }
 

@@ -37,9 +37,14 @@
 //   GRU: dG (recurrent side) [T*B, 3H] | ones [T*B]
 // lens reach the device through kernel parameters (no pageable copy, so no host sync).
 //
-// cuBLAS: the handle of ct__cuda_blas(dev) with host pointer mode (alpha, beta on the host)
-// and the backend's math mode (FP32 unless the user asked for TF32). Row-major products are
-// column-major ones with the operands swapped (gemm_rm).
+// cuBLAS: every product goes through ct__cuda_gemm (backend.cu; row-major, gemm_rm here) in the
+// device's precision: FP32 SGEMM, TF32 when the user asked for it, or, with ct_device_set_bf16,
+// bf16 inputs with float32 accumulation and output (read once per forward / backward / step).
+// In bf16 mode the operands a call uses many times are rounded once per call into scratch: W_hh
+// (forward and backward), the gate gradients dG (each step's rows as the backward loop makes
+// them; they then serve dx, dW_ih and dW_hh too); h_{t-1} is rounded each step before its
+// product. Everything else (gate math, the states, aux, work, the bias column sums by SGEMV,
+// the fused batch <= STEP_FUSED_MAX step and the output layer's matvec) stays float32.
 #include "engine/cuda/cuda_internal.h"
 
 #include <stdlib.h>
@@ -346,15 +351,32 @@ inline unsigned warp_blocks_for(int64_t warps) {
     return ct__cuda_blocks(warps * 32, kWarpThreads);
 }
 
-// Row-major C[m, n] = alpha op(A)[m, k] op(B)[k, n] + beta C, as the column-major product
-// C^T = op(B)^T op(A)^T (a row-major matrix is its transpose column-major, same leading dim).
-void gemm_rm(cublasHandle_t hb, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+// The GEMM settings of one entry point: its device (current) and whether its products take
+// bf16 inputs (ct__cuda_bf16, read once per call so that a call never mixes modes).
+struct gemm_env {
+    int dev;
+    bool bf16;
+};
+
+// Row-major C[m, n] = alpha op(A)[m, k] op(B)[k, n] + beta C (ct__cuda_gemm: the column-major
+// product C^T = op(B)^T op(A)^T). Ah / Bh: bf16 copies of A / B rounded already (packed: leading
+// dim = the stored matrix's column count), used in bf16 mode only; NULL: rounded per call.
+void gemm_rm(const gemm_env &e, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-             int64_t ldc) {
-    if (m <= 0 || n <= 0) return;
-    CT_CUBLAS(cublasSgemm(hb, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                          (int)n, (int)m, (int)k, &alpha, B, (int)ldb, A, (int)lda, &beta, C,
-                          (int)ldc));
+             int64_t ldc, const __nv_bfloat16 *Ah = nullptr, const __nv_bfloat16 *Bh = nullptr) {
+    ct__cuda_gemm(e.dev, e.bf16, ta, tb, m, n, k, alpha, A, lda, 0, Ah, B, ldb, 0, Bh, beta, C,
+                  ldc, 0, 1);
+}
+
+// bf16 elements rounded up to 128 (256 bytes), for carving one scratch block into parts
+inline int64_t pad128(int64_t n) { return (n + 127) / 128 * 128; }
+
+// n bf16 elements of stream-ordered scratch (nullptr, and the error recorded, on failure)
+__nv_bfloat16 *bf16_scratch(cudaStream_t s, int64_t n) {
+    return (__nv_bfloat16 *)ct__cuda_scratch(sizeof(__nv_bfloat16) * (size_t)(n > 0 ? n : 1), s);
+}
+void scratch_free(cudaStream_t s, void *p) {
+    if (p) CT_CU(cudaFreeAsync(p, s));
 }
 
 // db[n] = sum over the m rows of D[m, n] (row-major), ones: m floats of 1
@@ -460,19 +482,27 @@ void cu_forward(const ct_rnn_fwd_args *a) {
     const bool masked = a->lens != nullptr;
     const int dev = ct__cuda_device_of(a->w_hh);
     cudaStream_t s = ct__cuda_stream(dev);
-    cublasHandle_t hb = ct__cuda_blas(dev);
+    const gemm_env ge = {dev, ct__cuda_bf16(dev)};
     int *lens = masked ? (int *)a->work : nullptr;
     float *hs = a->work + pad64(B);
     float *gh = hs + pad64(BH);            // GRU only
+    // bf16: W_hh [GH, H] rounded once for the T steps | h_{t-1} [B, H] rounded at each step
+    __nv_bfloat16 *whh_bf = nullptr, *hp_bf = nullptr;
+    if (ge.bf16 && T > 0) {
+        whh_bf = bf16_scratch(s, pad128(GH * H) + BH);
+        if (!whh_bf) return;               // recorded
+        hp_bf = whh_bf + pad128(GH * H);
+        ct__cuda_round_bf16(s, whh_bf, a->w_hh, GH, H, H, 0, 1);
+    }
     if (masked) upload_lens(s, lens, a->lens, B);
     // the input projection of every position
     if (a->tokens) {
-        gemm_rm(hb, false, true, a->V, GH, NI, 1.0f, a->x, NI, a->w_ih, NI, 0.0f, a->table, GH);
+        gemm_rm(ge, false, true, a->V, GH, NI, 1.0f, a->x, NI, a->w_ih, NI, 0.0f, a->table, GH);
         gather_kernel<<<blocks_for(TB * GH), kThreads, 0, s>>>(TB, GH, B, a->table, a->tokens,
                                                                lens, a->gates);
         CT_CU_LAUNCH();
     } else {
-        gemm_rm(hb, false, true, TB, GH, NI, 1.0f, a->x, NI, a->w_ih, NI, 0.0f, a->gates, GH);
+        gemm_rm(ge, false, true, TB, GH, NI, 1.0f, a->x, NI, a->w_ih, NI, 0.0f, a->gates, GH);
     }
     if (masked) {
         if (a->h0) copy_d2d(s, hs, a->h0, BH);
@@ -481,21 +511,28 @@ void cu_forward(const ct_rnn_fwd_args *a) {
     for (int64_t t = 0; t < T; t++) {
         float *g = a->gates + t * B * GH, *ot = a->out + t * BH;
         const float *hp = t == 0 ? a->h0 : masked ? hs : a->out + (t - 1) * BH;
+        if (hp && ge.bf16) ct__cuda_round_bf16(s, hp_bf, hp, B, H, H, 0, 1);
         switch (mode) {
         case CT_LSTM: {
-            if (hp) gemm_rm(hb, false, true, B, GH, H, 1.0f, hp, H, a->w_hh, H, 1.0f, g, GH);
+            if (hp)
+                gemm_rm(ge, false, true, B, GH, H, 1.0f, hp, H, a->w_hh, H, 1.0f, g, GH, hp_bf,
+                        whh_bf);
             const float *cp = t == 0 ? a->c0 : a->aux + (t - 1) * BH;
             gate_fw(s, mode, B, H, g, nullptr, a->b_ih, a->b_hh, hp, cp, a->aux + t * BH,
                     nullptr, ot, masked ? hs : nullptr, lens, t);
             break;
         }
         case CT_GRU:
-            if (hp) gemm_rm(hb, false, true, B, GH, H, 1.0f, hp, H, a->w_hh, H, 0.0f, gh, GH);
+            if (hp)
+                gemm_rm(ge, false, true, B, GH, H, 1.0f, hp, H, a->w_hh, H, 0.0f, gh, GH, hp_bf,
+                        whh_bf);
             gate_fw(s, mode, B, H, g, hp ? gh : nullptr, a->b_ih, a->b_hh, hp, nullptr, nullptr,
                     a->aux + t * BH, ot, masked ? hs : nullptr, lens, t);
             break;
         default:
-            if (hp) gemm_rm(hb, false, true, B, GH, H, 1.0f, hp, H, a->w_hh, H, 1.0f, g, GH);
+            if (hp)
+                gemm_rm(ge, false, true, B, GH, H, 1.0f, hp, H, a->w_hh, H, 1.0f, g, GH, hp_bf,
+                        whh_bf);
             gate_fw(s, mode, B, H, g, nullptr, a->b_ih, a->b_hh, hp, nullptr, nullptr, nullptr,
                     ot, masked ? hs : nullptr, lens, t);
             break;
@@ -503,6 +540,7 @@ void cu_forward(const ct_rnn_fwd_args *a) {
     }
     if (a->h_n) copy_d2d(s, a->h_n, masked ? hs : a->out + (T - 1) * BH, BH);
     if (a->c_n && mode == CT_LSTM) copy_d2d(s, a->c_n, a->aux + (T - 1) * BH, BH);
+    scratch_free(s, whh_bf);
 }
 
 // ---- backward ------------------------------------------------------------------------------
@@ -514,10 +552,23 @@ void cu_backward(const ct_rnn_bwd_args *a) {
     const int dev = ct__cuda_device_of(a->w_hh);
     cudaStream_t s = ct__cuda_stream(dev);
     cublasHandle_t hb = ct__cuda_blas(dev);
+    const gemm_env ge = {dev, ct__cuda_bf16(dev)};
     int *lens = masked ? (int *)a->work : nullptr;
     float *dh = a->work + pad64(B), *dc = dh + pad64(BH), *dgi = dc + pad64(BH);
     float *dgh = mode == CT_GRU ? dgi + pad64(TB * GH) : dgi;
     float *ones = dgi + pad64(TB * GH) * (mode == CT_GRU ? 2 : 1);
+    // bf16: W_hh [GH, H] rounded once | dG recurrent side [TB, GH], each step's rows rounded as
+    // the loop makes them (LSTM / RNN: the same gradients as the input side, so they serve dx
+    // and dW_ih too) | GRU without tokens: dG input side [TB, GH], rounded after the loop
+    __nv_bfloat16 *whh_bf = nullptr, *dgh_bf = nullptr, *dgi_bf = nullptr;
+    if (ge.bf16 && T > 0) {
+        const bool own_dgi = mode == CT_GRU && !a->tokens && (a->dx || a->dw_ih);
+        whh_bf = bf16_scratch(s, pad128(GH * H) + pad128(TB * GH) * (own_dgi ? 2 : 1));
+        if (!whh_bf) return;               // recorded
+        dgh_bf = whh_bf + pad128(GH * H);
+        dgi_bf = own_dgi ? dgh_bf + pad128(TB * GH) : mode == CT_GRU ? nullptr : dgh_bf;
+        ct__cuda_round_bf16(s, whh_bf, a->w_hh, GH, H, H, 0, 1);
+    }
     if (masked) upload_lens(s, lens, a->lens, B);
     if (a->g_hn) copy_d2d(s, dh, a->g_hn, BH);
     else fill(s, dh, BH, 0.0f);
@@ -549,9 +600,13 @@ void cu_backward(const ct_rnn_bwd_args *a) {
             break;
         }
         CT_CU_LAUNCH();
+        __nv_bfloat16 *dght_bf = dgh_bf ? dgh_bf + t * B * GH : nullptr;
+        if (dght_bf) ct__cuda_round_bf16(s, dght_bf, dght, B, GH, GH, 0, 1);
         if (t > 0 || a->dh0)
-            gemm_rm(hb, false, false, B, H, GH, 1.0f, dght, GH, a->w_hh, H, 1.0f, dh, H);
+            gemm_rm(ge, false, false, B, H, GH, 1.0f, dght, GH, a->w_hh, H, 1.0f, dh, H, dght_bf,
+                    whh_bf);
     }
+    if (dgi_bf && dgi_bf != dgh_bf) ct__cuda_round_bf16(s, dgi_bf, dgi, TB, GH, GH, 0, 1);
     // everything else over all steps at once
     if (a->tokens) {
         if (a->dx || a->dw_ih) {
@@ -560,30 +615,32 @@ void cu_backward(const ct_rnn_bwd_args *a) {
                                                                         lens, a->table);
             CT_CU_LAUNCH();
             if (a->dx)
-                gemm_rm(hb, false, false, a->V, NI, GH, 1.0f, a->table, GH, a->w_ih, NI, 0.0f,
+                gemm_rm(ge, false, false, a->V, NI, GH, 1.0f, a->table, GH, a->w_ih, NI, 0.0f,
                         a->dx, NI);
             if (a->dw_ih)
-                gemm_rm(hb, true, false, GH, NI, a->V, 1.0f, a->table, GH, a->x, NI, 0.0f,
+                gemm_rm(ge, true, false, GH, NI, a->V, 1.0f, a->table, GH, a->x, NI, 0.0f,
                         a->dw_ih, NI);
         }
     } else {
         if (a->dx)
-            gemm_rm(hb, false, false, TB, NI, GH, 1.0f, dgi, GH, a->w_ih, NI, 0.0f, a->dx, NI);
+            gemm_rm(ge, false, false, TB, NI, GH, 1.0f, dgi, GH, a->w_ih, NI, 0.0f, a->dx, NI,
+                    dgi_bf);
         if (a->dw_ih)
-            gemm_rm(hb, true, false, GH, NI, TB, 1.0f, dgi, GH, a->x, NI, 0.0f, a->dw_ih, NI);
+            gemm_rm(ge, true, false, GH, NI, TB, 1.0f, dgi, GH, a->x, NI, 0.0f, a->dw_ih, NI,
+                    dgi_bf);
     }
     if (a->dw_hh) {
         // H_prev = [h0; out[0 .. T-2]]: rows of inactive steps have zero gate gradients, and
         // an active row's out[t-1] is its h_{t-1} (lengths are prefixes)
         bool written = false;
         if (T > 1) {
-            gemm_rm(hb, true, false, GH, H, (T - 1) * B, 1.0f, dgh + B * GH, GH, a->out, H, 0.0f,
-                    a->dw_hh, H);
+            gemm_rm(ge, true, false, GH, H, (T - 1) * B, 1.0f, dgh + B * GH, GH, a->out, H, 0.0f,
+                    a->dw_hh, H, dgh_bf ? dgh_bf + B * GH : nullptr);
             written = true;
         }
         if (a->h0) {
-            gemm_rm(hb, true, false, GH, H, B, 1.0f, dgh, GH, a->h0, H, written ? 1.0f : 0.0f,
-                    a->dw_hh, H);
+            gemm_rm(ge, true, false, GH, H, B, 1.0f, dgh, GH, a->h0, H, written ? 1.0f : 0.0f,
+                    a->dw_hh, H, dgh_bf);
             written = true;
         }
         if (!written) CT_CU(cudaMemsetAsync(a->dw_hh, 0, sizeof(float) * (size_t)(GH * H), s));
@@ -598,6 +655,7 @@ void cu_backward(const ct_rnn_bwd_args *a) {
     }
     if (a->dh0) copy_d2d(s, a->dh0, dh, BH);
     if (a->dc0 && mode == CT_LSTM) copy_d2d(s, a->dc0, dc, BH);
+    scratch_free(s, whh_bf);
 }
 
 }  // namespace
@@ -693,7 +751,7 @@ void cu_step(ct_rnn_stepper *s, const ct_rnn_step_args *a) {
     const int dev = ct__cuda_device_of(a->w_hh[0]);
     if (!ensure(s, dev, a->w_out ? V : 0)) return;
     cudaStream_t st = ct__cuda_stream(dev);
-    cublasHandle_t hb = ct__cuda_blas(dev);
+    const gemm_env ge = {dev, ct__cuda_bf16(dev)};   // the GEMM path only (B > STEP_FUSED_MAX)
     const float *xin = a->x;
     if (!is_device_ptr(a->x)) {
         upload_floats(st, s->x, a->x, B * a->n_in);
@@ -709,10 +767,10 @@ void cu_step(ct_rnn_stepper *s, const ct_rnn_step_args *a) {
                 mode, B, in, H, xin, h, c, a->w_ih[l], a->w_hh[l], bi, bh, hn);
             CT_CU_LAUNCH();
         } else {
-            gemm_rm(hb, false, true, B, GH, in, 1.0f, xin, in, a->w_ih[l], in, 0.0f, s->g, GH);
+            gemm_rm(ge, false, true, B, GH, in, 1.0f, xin, in, a->w_ih[l], in, 0.0f, s->g, GH);
             if (mode == CT_GRU)
-                gemm_rm(hb, false, true, B, GH, H, 1.0f, h, H, a->w_hh[l], H, 0.0f, s->gh, GH);
-            else gemm_rm(hb, false, true, B, GH, H, 1.0f, h, H, a->w_hh[l], H, 1.0f, s->g, GH);
+                gemm_rm(ge, false, true, B, GH, H, 1.0f, h, H, a->w_hh[l], H, 0.0f, s->gh, GH);
+            else gemm_rm(ge, false, true, B, GH, H, 1.0f, h, H, a->w_hh[l], H, 1.0f, s->g, GH);
             gate_fw(st, mode, B, H, s->g, mode == CT_GRU ? s->gh : nullptr, bi, bh, h, c, c,
                     nullptr, hn, nullptr, nullptr, 0);
         }

@@ -19,10 +19,14 @@
  * device, reads the embedding row straight from device memory (token models) or uploads the
  * frame (piano roll), and copies the logits back every step for the draw on the host.
  * --batch N overrides the workload's training batch (e.g. 256).
+ * --precision fp32|tf32|bf16 (a CUDA device only; fp32 is the default): the device's GEMMs in
+ * float32, TF32 (ct_device_set_tf32) or bf16 with float32 accumulation and master weights
+ * (ct_device_set_bf16); printed as "precision" whenever --device or --precision is given.
+ * tf32 or bf16 with the CPU is a usage error (exit 2).
  *
  * usage: bench_rnn --workload NAME --mode train|sample [--device cpu|cuda:N] [--batch N]
- *                  [--threads N] [--steps N] [--warmup N] [--sample-tokens N]
- *                  [--temperature T]
+ *                  [--precision fp32|tf32|bf16] [--threads N] [--steps N] [--warmup N]
+ *                  [--sample-tokens N] [--temperature T]
  */
 #include <getopt.h>
 #include <math.h>
@@ -223,7 +227,7 @@ static int sample(ct_ctx *ctx, const workload *w, ct_device dev, int count, floa
 }
 
 int main(int argc, char **argv) {
-    const char *name = "melody", *mode = "train", *device = NULL;
+    const char *name = "melody", *mode = "train", *device = NULL, *precision = NULL;
     int threads = 2, steps = -1, warmup = -1, count = -1, batch = -1;
     float temperature = 1.0f;
     static const struct option opts[] = {
@@ -231,7 +235,8 @@ int main(int argc, char **argv) {
         {"threads", required_argument, NULL, 't'}, {"steps", required_argument, NULL, 's'},
         {"warmup", required_argument, NULL, 'u'}, {"sample-tokens", required_argument, NULL, 'n'},
         {"temperature", required_argument, NULL, 'T'}, {"device", required_argument, NULL, 'd'},
-        {"batch", required_argument, NULL, 'b'}, {NULL, 0, NULL, 0},
+        {"batch", required_argument, NULL, 'b'}, {"precision", required_argument, NULL, 'p'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -245,7 +250,8 @@ int main(int argc, char **argv) {
         case 'T': temperature = strtof(optarg, NULL); break;
         case 'd': device = optarg; break;
         case 'b': batch = atoi(optarg); break;
-        default: fprintf(stderr, "usage: bench_rnn --workload NAME --mode train|sample [--device cuda:N] [--batch N] [--threads N]\n"); return 2;
+        case 'p': precision = optarg; break;
+        default: fprintf(stderr, "usage: bench_rnn --workload NAME --mode train|sample [--device cuda:N] [--batch N] [--precision fp32|tf32|bf16] [--threads N]\n"); return 2;
         }
     }
     const workload *w = NULL;
@@ -264,8 +270,28 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_rnn: --device %s: %s\n", device, why);
         return 2;
     }
+    const char *prec = precision ? precision : "fp32";
+    if (strcmp(prec, "fp32") && strcmp(prec, "tf32") && strcmp(prec, "bf16")) {
+        fprintf(stderr, "bench_rnn: --precision %s: expected fp32, tf32 or bf16\n", prec);
+        return 2;
+    }
+    if (dev.type != CT_CUDA && strcmp(prec, "fp32")) {
+        fprintf(stderr, "bench_rnn: --precision %s needs a CUDA device (--device cuda:N); the CPU "
+                        "computes in fp32\n", prec);
+        return 2;
+    }
+    if (dev.type == CT_CUDA) {
+        bool tf32 = strcmp(prec, "tf32") == 0, bf16 = strcmp(prec, "bf16") == 0;
+        if (ct_device_set_tf32(dev, tf32, why, sizeof why) != CT_OK ||
+            ct_device_set_bf16(dev, bf16, why, sizeof why) != CT_OK) {
+            fprintf(stderr, "bench_rnn: --precision %s: %s\n", prec, why);
+            return 1;
+        }
+    }
     char dev_json[300] = "";
     if (device) snprintf(dev_json, sizeof dev_json, "\"device\": \"%s\", ", ct_device_str(dev, why, sizeof why));
+    if (device || precision)
+        snprintf(dev_json + strlen(dev_json), sizeof dev_json - strlen(dev_json), "\"precision\": \"%s\", ", prec);
     ct_blas_set_threads(threads);
     ct_ctx *ctx = ct_ctx_new();
     char res[1024];

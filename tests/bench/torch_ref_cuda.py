@@ -16,19 +16,29 @@ back to the host every step (a real sampler emits it), which synchronizes (--no-
 leaves the loop asynchronous instead, which only a sampler that never looks at its output can
 do).
 
+--precision picks the arithmetic (cantor's bench_rnn --precision has the same names):
+  default  PyTorch's defaults (cuDNN's RNNs may use TF32, cuBLAS's matmuls do not)
+  fp32     TF32 off in cuDNN and cuBLAS (= --strict-fp32): cantor's float32 default
+  tf32     TF32 on in both (torch.backends.cuda.matmul.allow_tf32 and cudnn.allow_tf32)
+  bf16     torch.autocast(device_type='cuda', dtype=torch.bfloat16) around the forward and the
+           loss (training) or the forward (sampling); float32 parameters and Adam, no
+           GradScaler (bf16 has float32's range); TF32 settings as PyTorch's defaults
+
 Prints one JSON line per (workload, mode) run in the kit's format, with "engine":
-"pytorch-cuda", "device" (the card's name), "batch" and the TF32 settings in force. All runs
+"pytorch-cuda", "device" (the card's name), "batch", "precision" and the TF32 settings in force. All runs
 happen in this one process (CUDA start-up is paid once), so peak_rss_mb is the process's peak
 so far, not one run's.
 
   python3 tests/bench/torch_ref_cuda.py --kit ../shared/bench --list
   python3 tests/bench/torch_ref_cuda.py --kit .bench-kit --workload melody --mode train --batch 256
   python3 tests/bench/torch_ref_cuda.py --kit .bench-kit --batch kit,256   # all, both batches
+  python3 tests/bench/torch_ref_cuda.py --kit .bench-kit --mode train --precision bf16
   python3 tests/bench/torch_ref_cuda.py --kit ../shared/bench --dry-run     # CPU, 1 step, no CUDA
 
 Exit status: 0 done, 1 a run failed, 2 no kit / no torch / no CUDA device (with a message).
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -72,22 +82,24 @@ def load_kit(kit):
     return torch_ref
 
 
-def tf32_settings(torch, strict=False):
-    """Reads (and with strict, turns off) TF32 in cuDNN's RNNs and cuBLAS's matmuls. PyTorch 2.9+
-    has per-backend fp32_precision flags and raises if the legacy allow_tf32 flags are mixed in,
-    so the new API is used alone where it exists."""
+def tf32_settings(torch, precision='default'):
+    """Reads TF32 in cuDNN's RNNs and cuBLAS's matmuls; precision 'fp32' turns it off in both,
+    'tf32' on in both, anything else leaves PyTorch's defaults. PyTorch 2.9+ has per-backend
+    fp32_precision flags and raises if the legacy allow_tf32 flags are mixed in, so the new API
+    is used alone where it exists."""
     cudnn_rnn = getattr(torch.backends.cudnn, 'rnn', None)
     matmul = torch.backends.cuda.matmul
+    want = {'fp32': 'ieee', 'tf32': 'tf32'}.get(precision)
     if cudnn_rnn is not None and hasattr(cudnn_rnn, 'fp32_precision') \
             and hasattr(matmul, 'fp32_precision'):
-        if strict:
-            cudnn_rnn.fp32_precision = 'ieee'
-            matmul.fp32_precision = 'ieee'
+        if want:
+            cudnn_rnn.fp32_precision = want
+            matmul.fp32_precision = want
         return dict(cudnn_rnn_fp32=str(cudnn_rnn.fp32_precision),
                     matmul_fp32=str(matmul.fp32_precision))
-    if strict:
-        torch.backends.cudnn.allow_tf32 = False
-        matmul.allow_tf32 = False
+    if want:
+        torch.backends.cudnn.allow_tf32 = want == 'tf32'
+        matmul.allow_tf32 = want == 'tf32'
     return dict(cudnn_rnn_fp32='tf32' if torch.backends.cudnn.allow_tf32 else 'ieee',
                 matmul_fp32='tf32' if matmul.allow_tf32 else 'ieee')
 
@@ -98,7 +110,15 @@ def sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def bench_train(kit, c, model, dev, steps, warmup):
+def autocast(dev, precision):
+    """torch.autocast to bf16 on dev for --precision bf16, else nothing."""
+    import torch
+    if precision != 'bf16':
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
+
+
+def bench_train(kit, c, model, dev, steps, warmup, precision='default'):
     import torch
     g = torch.Generator().manual_seed(kit.SEED)
     x, y = kit.make_batch(c, g)                       # made on the host, as the kit does
@@ -109,8 +129,9 @@ def bench_train(kit, c, model, dev, steps, warmup):
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        logits, _ = model(x)
-        loss = kit.loss_fn(c, logits, y)
+        with autocast(dev, precision):
+            logits, _ = model(x)
+            loss = kit.loss_fn(c, logits, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), kit.CLIP)
         opt.step()
@@ -127,7 +148,8 @@ def bench_train(kit, c, model, dev, steps, warmup):
                 final_loss=float(loss))
 
 
-def bench_sample(kit, c, model, dev, n, temperature, sync_per_token, warmup=32):
+def bench_sample(kit, c, model, dev, n, temperature, sync_per_token, warmup=32,
+                 precision='default'):
     import torch
     import torch.nn.functional as F
     model.eval()
@@ -144,8 +166,9 @@ def bench_sample(kit, c, model, dev, n, temperature, sync_per_token, warmup=32):
             if i == warmup:
                 sync(dev)
                 t0 = time.perf_counter()
-            logits, state = model(x, state)
-            logits = logits / temperature
+            with autocast(dev, precision):
+                logits, state = model(x, state)
+            logits = logits.float() / temperature
             if c['kind'] == 'tokens':
                 x = torch.multinomial(F.softmax(logits[0], -1), 1, generator=g).view(1, 1)
                 if sync_per_token:
@@ -190,14 +213,14 @@ def run_one(kit, args, dev, dev_name, workload, mode, rss_base, batch_override=N
         steps = args.steps or c['steps']
         if args.dry_run:
             warmup, steps = 0, 1
-        res = bench_train(kit, c, model, dev, steps, warmup)
+        res = bench_train(kit, c, model, dev, steps, warmup, args.precision)
         batch = c['batch']
     else:
         n = args.sample_tokens or c['sample']
         if args.dry_run:
             n = 4
         res = bench_sample(kit, c, model, dev, n, args.temperature, not args.no_sync_per_token,
-                           warmup=1 if args.dry_run else 32)
+                           warmup=1 if args.dry_run else 32, precision=args.precision)
         batch = 1
     cuda = dev.type == 'cuda'
     out = dict(engine='pytorch-cuda' if cuda else 'pytorch-cpu-dryrun', workload=workload,
@@ -206,6 +229,7 @@ def run_one(kit, args, dev, dev_name, workload, mode, rss_base, batch_override=N
     out.update(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                rss_after_import_mb=rss_base, threads=torch.get_num_threads(),
                openblas_threads=None, torch=torch.__version__, device=dev_name, batch=batch,
+               precision=args.precision,
                cuda=torch.version.cuda,
                cudnn=torch.backends.cudnn.version() if cuda else None,
                **args.tf32,
@@ -234,8 +258,13 @@ def main():
     p.add_argument('--sample-tokens', type=int, help='tokens/frames to sample (default: the kit\'s)')
     p.add_argument('--temperature', type=float, default=1.0)
     p.add_argument('--repeat', type=int, default=1, help='runs of each (workload, mode)')
+    p.add_argument('--precision', choices=['default', 'fp32', 'tf32', 'bf16'],
+                   help='default: PyTorch\'s defaults; fp32: TF32 off everywhere; tf32: TF32 on '
+                        'in cuDNN and cuBLAS; bf16: torch.autocast to bfloat16 around forward and '
+                        'loss (see the top of this file)')
     p.add_argument('--strict-fp32', action='store_true',
-                   help='turn TF32 off in cuDNN and cuBLAS (PyTorch allows it in cuDNN by default)')
+                   help='turn TF32 off in cuDNN and cuBLAS (PyTorch allows it in cuDNN by default); '
+                        'the same as --precision fp32')
     p.add_argument('--no-sync-per-token', action='store_true',
                    help='sampling: never read the token back (an asynchronous loop)')
     p.add_argument('--list', action='store_true', help='print the kit\'s workloads and exit')
@@ -243,6 +272,11 @@ def main():
                    help='build each model on the CPU and run 1 training step / 4 tokens (no CUDA '
                         'needed; checks this script against the kit)')
     args = p.parse_args()
+    if args.strict_fp32:
+        if args.precision not in (None, 'fp32'):
+            die('--strict-fp32 and --precision %s contradict each other' % args.precision)
+        args.precision = 'fp32'
+    args.precision = args.precision or 'default'
     batches = parse_batches(args.batch)
 
     kit_dir = find_kit(args.kit)
@@ -286,7 +320,7 @@ def main():
         dev_name = torch.cuda.get_device_name(dev)
         torch.backends.cudnn.enabled = True
         torch.zeros(1, device=dev)                       # CUDA context before rss_base
-    args.tf32 = tf32_settings(torch, args.strict_fp32 and not args.dry_run)
+    args.tf32 = tf32_settings(torch, 'default' if args.dry_run else args.precision)
     rss_base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     modes = ['train', 'sample'] if args.mode == 'both' else [args.mode]

@@ -464,6 +464,239 @@ START_TEST(test_tf32_switch) {
 }
 END_TEST
 
+/* ---- bf16 mixed precision (ct_device_set_bf16) ------------------------------------------------ */
+/* x rounded to bfloat16 (round to nearest, ties to even; NaN kept), as a float */
+static float bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return x;                 /* NaN */
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+static float bits_f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The host rounding the GPU tests compare against (runs everywhere). */
+START_TEST(test_bf16_round_reference) {
+    ck_assert(bf16_round(1.0f) == 1.0f);
+    ck_assert(bf16_round(-2.5f) == -2.5f);
+    /* 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1); 1 + 3 * 2^-8 goes up */
+    ck_assert(bf16_round(1.0f + 0x1p-8f) == 1.0f);
+    ck_assert(bf16_round(1.0f + 3 * 0x1p-8f) == 1.0f + 0x1p-6f);
+    ck_assert(bf16_round(1.0f + 0x1p-8f + 0x1p-20f) == 1.0f + 0x1p-7f);    /* above half: up */
+    ck_assert(bf16_round(1.0f + 0x1p-7f + 0x1p-8f) == 1.0f + 0x1p-6f);     /* tie, odd: up */
+    ck_assert(bf16_round(bits_f(0x3f80ffffu)) == bits_f(0x3f810000u));
+    ck_assert(bf16_round(bits_f(0x7f7fffffu)) == INFINITY);               /* FLT_MAX: inf */
+    ck_assert(bf16_round(-INFINITY) == -INFINITY);
+    ck_assert(isnan(bf16_round(NAN)));
+    ck_assert(bf16_round(bits_f(0x00000001u)) == 0.0f);                   /* tiny subnormal */
+    ck_assert(bf16_round(bits_f(0x00018000u)) == bits_f(0x00020000u));    /* subnormal tie */
+}
+END_TEST
+
+/* The switch: refused for the CPU (CT_E_ARG, saying why) and for a device that is not there
+ * (CT_E_DEVICE naming it): cuda:1000 and cuda:<count>, on every machine; the getters answer
+ * false for them. */
+START_TEST(test_bf16_switch_errors) {
+    char why[256] = "x";
+    ck_assert_int_eq(ct_device_set_bf16(CT_DEVICE_CPU, true, why, sizeof why), CT_E_ARG);
+    ck_assert_msg(strstr(why, "CUDA mode") && strstr(why, "float32"), "why: %s", why);
+    ck_assert_int_eq(ct_device_set_bf16(CT_DEVICE_CPU, false, NULL, 0), CT_E_ARG);
+    ck_assert_int_eq(ct_device_set_bf16((ct_device){CT_CUDA, 1000}, true, why, sizeof why), CT_E_DEVICE);
+    ck_assert_msg(strstr(why, "cuda:1000") != NULL, "why: %s", why);
+    int count = ct_cuda_device_count(NULL, 0);
+    ct_device none = {CT_CUDA, count};
+    char name[24];
+    snprintf(name, sizeof name, "cuda:%d", count);
+    ck_assert_int_eq(ct_device_set_bf16(none, true, why, sizeof why), CT_E_DEVICE);
+    ck_assert_msg(strstr(why, name) != NULL, "why: %s", why);
+    if (!ct_cuda_compiled()) ck_assert_msg(strstr(why, "make CUDA=1") != NULL, "why: %s", why);
+    ck_assert(!ct_device_bf16(CT_DEVICE_CPU));
+    ck_assert(!ct_device_bf16(none));
+    ck_assert(!ct_device_tf32(CT_DEVICE_CPU));
+    ck_assert(!ct_device_tf32(none));
+    if (count == 0) {
+        /* cuda:0 itself is not there either */
+        ck_assert_int_eq(ct_device_set_bf16(GPU, true, why, sizeof why), CT_E_DEVICE);
+        ck_assert_msg(strstr(why, "cuda:0") != NULL, "why: %s", why);
+        ck_assert(!ct_device_bf16(GPU));
+    }
+}
+END_TEST
+
+/* One checked product on the GPU: c = alpha op(a) op(b) + beta c0 (row-major, batch of
+ * `batch`, sa / sb / sc element strides; ld: leading dims). want: the same product of the
+ * bf16-rounded operands in double; scale: sum |alpha a b| + |beta c0| per element. */
+typedef struct gemm_ref {
+    double max_rel_bf;      /* max |got - want(rounded operands)| / scale */
+    double max_rel_fp;      /* max |got - exact(float32 operands)| / scale */
+} gemm_ref;
+
+static gemm_ref check_gemm(ct_ctx *ctx, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                           float alpha, int64_t lda, int64_t sa, int64_t ldb, int64_t sb,
+                           float beta, int64_t ldc, int64_t sc, int64_t batch, uint64_t seed) {
+    const int64_t ra = ta ? k : m, rb = tb ? n : k;
+    const int64_t na = (batch - 1) * sa + ra * lda, nb = (batch - 1) * sb + rb * ldb;
+    const int64_t nc = (batch - 1) * sc + m * ldc;
+    ct_tensor *A = TU_RAND(ctx, seed, -1, 1, na), *Bm = TU_RAND(ctx, seed + 1, -1, 1, nb);
+    ct_tensor *C0 = TU_RAND(ctx, seed + 2, -1, 1, nc);
+    ct_tensor *Ag = gpu(A), *Bg = gpu(Bm), *Cg = gpu(C0);
+    Cg->storage->backend->gemm(ta, tb, m, n, k, alpha, ct_data(Ag), lda, sa, ct_data(Bg), ldb, sb,
+                               beta, ct_data(Cg), ldc, sc, batch);
+    ct_tensor *back = ct_cpu(Cg);
+    ck_assert_msg(back != NULL, "gemm: %s", ct_ctx_error(ctx));
+    const float *a = ct_data_f32(A), *b = ct_data_f32(Bm), *c0 = ct_data_f32(C0);
+    const float *got = ct_data_f32(back);
+    gemm_ref r = {0, 0};
+    for (int64_t q = 0; q < batch; q++)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double want = 0, exact = 0, scale = 0;
+                for (int64_t p = 0; p < k; p++) {
+                    float av = a[q * sa + (ta ? p * lda + i : i * lda + p)];
+                    float bv = b[q * sb + (tb ? j * ldb + p : p * ldb + j)];
+                    want += (double)bf16_round(av) * bf16_round(bv);
+                    exact += (double)av * bv;
+                    scale += fabs((double)av * bv);
+                }
+                const double cv = c0[q * sc + i * ldc + j];
+                want = alpha * want + beta * cv;
+                exact = alpha * exact + beta * cv;
+                scale = fabs(alpha) * scale + fabs(beta * cv) + 1e-30;
+                const double g = got[q * sc + i * ldc + j];
+                const double e1 = fabs(g - want) / scale, e2 = fabs(g - exact) / scale;
+                if (e1 > r.max_rel_bf) r.max_rel_bf = e1;
+                if (e2 > r.max_rel_fp) r.max_rel_fp = e2;
+            }
+    /* the padding between C's rows is untouched */
+    for (int64_t q = 0; q < batch; q++)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = n; j < ldc && q * sc + i * ldc + j < nc; j++)
+                if (sc >= m * ldc || q == batch - 1)
+                    ck_assert_msg(got[q * sc + i * ldc + j] == c0[q * sc + i * ldc + j],
+                                  "C's padding changed at batch %lld row %lld col %lld",
+                                  (long long)q, (long long)i, (long long)j);
+    return r;
+}
+
+/* bf16 on: a product equals the float32 product of the bf16-rounded operands up to float32
+ * accumulation order (1e-5 of sum |a b|), and differs from the float32 one by what bf16
+ * rounding makes (more than float32 could, at most 2^-7 of sum |a b|): plain, transposed,
+ * strided (lda > columns), alpha/beta, batched, broadcast operands. */
+START_TEST(test_bf16_gemm) {
+    NEED_DEVICE();
+    ct_ctx *ctx = tu_ctx(NULL);
+    char why[256];
+    ck_assert_int_eq(ct_device_set_bf16(GPU, true, why, sizeof why), CT_OK);
+    ck_assert(ct_device_bf16(GPU));
+    struct {
+        bool ta, tb;
+        int64_t m, n, k;
+        float alpha, beta;
+        int64_t lda, sa, ldb, sb, ldc, sc, batch;
+    } cases[] = {
+        {false, false, 48, 40, 256, 1.0f, 0.0f, 256, 0, 40, 0, 40, 0, 1},
+        {true, false, 33, 17, 129, 1.0f, 0.0f, 33, 0, 17, 0, 17, 0, 1},
+        {false, true, 20, 31, 70, 0.5f, 2.0f, 80, 0, 75, 0, 36, 0, 1},    /* strided, beta */
+        {true, true, 9, 12, 300, -1.0f, 1.0f, 10, 0, 301, 0, 12, 0, 1},
+        {false, false, 16, 24, 96, 1.0f, 0.0f, 96, 16 * 96, 24, 96 * 24, 24, 16 * 24, 5},
+        {false, true, 16, 24, 96, 1.0f, 0.0f, 96, 16 * 96, 96, 0, 24, 16 * 24, 4}, /* B broadcast */
+        {true, false, 8, 12, 64, 1.0f, 0.5f, 8, 0, 12, 64 * 12, 12, 8 * 12, 3},    /* A broadcast */
+        {false, false, 7, 5, 40, 1.0f, 0.0f, 44, 7 * 44 + 3, 6, 40 * 6 + 1, 5, 7 * 5, 3}, /* odd */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const __typeof__(cases[0]) *c = &cases[i];
+        gemm_ref r = check_gemm(ctx, c->ta, c->tb, c->m, c->n, c->k, c->alpha, c->lda, c->sa,
+                                c->ldb, c->sb, c->beta, c->ldc, c->sc, c->batch, 70 + 3 * i);
+        ck_assert_msg(r.max_rel_bf <= 1e-5, "case %zu: %.3g of sum|ab| from the product of the "
+                      "rounded operands", i, r.max_rel_bf);
+        ck_assert_msg(r.max_rel_fp > 2e-5 && r.max_rel_fp <= 0x1p-7,
+                      "case %zu: %.3g of sum|ab| from the float32 product: not bf16's error", i,
+                      r.max_rel_fp);
+    }
+    ck_assert_int_eq(ct_ctx_status(ctx), CT_OK);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* Off by default, and off again is bit for bit float32 once more; with TF32 also on, bf16
+ * wins (the products still equal those of the rounded operands). ct_matmul through the op
+ * layer, plain and batched with a broadcast weight. */
+START_TEST(test_bf16_switch_round_trip) {
+    NEED_DEVICE();
+    ct_ctx *ctx = tu_ctx(NULL);
+    char why[256];
+    ck_assert(!ct_device_bf16(GPU));
+    ck_assert(!ct_device_tf32(GPU));
+    ct_tensor *a = TU_RAND(ctx, 80, -1, 1, 6, 64, 200), *b = TU_RAND(ctx, 81, -1, 1, 200, 48);
+    ct_tensor *ag = gpu(a), *bg = gpu(b);
+    ct_tensor *before = ct_matmul(ag, bg), *before2 = ct_matmul(ct_select(ag, 0, 1), bg);
+    ck_assert_ptr_nonnull(before);
+    /* the product of the rounded operands, on the CPU */
+    ct_tensor *ar = ct_contiguous(ct_mul_scalar(a, 1.0f)), *br = ct_contiguous(ct_mul_scalar(b, 1.0f));
+    for (int64_t i = 0; i < ct_numel(ar); i++) ct_data_f32(ar)[i] = bf16_round(ct_data_f32(ar)[i]);
+    for (int64_t i = 0; i < ct_numel(br); i++) ct_data_f32(br)[i] = bf16_round(ct_data_f32(br)[i]);
+    ct_tensor *want = ct_matmul(ar, br);
+    ck_assert_int_eq(ct_device_set_bf16(GPU, true, why, sizeof why), CT_OK);
+    ct_tensor *on = ct_matmul(ag, bg);
+    same(want, on, 2e-4, 1e-5);
+    ck_assert_int_eq(ct_device_set_tf32(GPU, true, why, sizeof why), CT_OK);
+    ck_assert(ct_device_tf32(GPU) && ct_device_bf16(GPU));
+    same(want, ct_matmul(ag, bg), 2e-4, 1e-5);
+    ck_assert_int_eq(ct_device_set_tf32(GPU, false, why, sizeof why), CT_OK);
+    ck_assert(!ct_device_tf32(GPU));
+    /* bf16 really changed the result */
+    ct_tensor *d = ct_cpu(ct_sub(on, before));
+    float mx = 0;
+    for (int64_t i = 0; i < ct_numel(d); i++) mx = fmaxf(mx, fabsf(ct_data_f32(d)[i]));
+    ck_assert_msg(mx > 1e-4f, "bf16 changed the product by only %g", (double)mx);
+    ck_assert_int_eq(ct_device_set_bf16(GPU, false, why, sizeof why), CT_OK);
+    ck_assert(!ct_device_bf16(GPU));
+    same_bits(before, ct_matmul(ag, bg));
+    same_bits(before2, ct_matmul(ct_select(ag, 0, 1), bg));
+    ck_assert_int_eq(ct_ctx_status(ctx), CT_OK);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* A linear layer forward and backward (batched matmul with a broadcast weight; the gradient's
+ * transposed products) in bf16 stays within 1e-2 of the CPU's float32; the parameters and
+ * gradients are float32 tensors. */
+START_TEST(test_bf16_linear_grad) {
+    NEED_DEVICE();
+    ct_ctx *ctx = tu_ctx(NULL);
+    char why[256];
+    ct_rng r1, r2;
+    ct_rng_seed(&r1, 90);
+    ct_rng_seed(&r2, 90);
+    ct_module *lc = ct_linear_new(ctx, &r1, 96, 40, true), *lg = ct_linear_new(ctx, &r2, 96, 40, true);
+    ck_assert_int_eq(ct_module_to(lg, GPU), CT_OK);
+    ct_tensor *x = TU_RAND(ctx, 91, -1, 1, 3, 20, 96), *w = TU_RAND(ctx, 92, -1, 1, 3, 20, 40);
+    ct_tensor *xg = gpu(x);
+    ck_assert_int_eq(ct_set_requires_grad(x, true), CT_OK);
+    ck_assert_int_eq(ct_set_requires_grad(xg, true), CT_OK);
+    ck_assert_int_eq(ct_device_set_bf16(GPU, true, why, sizeof why), CT_OK);
+    ct_tensor *yc = ct_linear_forward_at(CT_SRC, lc, x), *yg = ct_linear_forward_at(CT_SRC, lg, xg);
+    same(yc, yg, 1e-2, 1e-2);
+    ck_assert_int_eq(ct_backward(ct_sum_all(ct_mul(yc, w))), CT_OK);
+    ck_assert_int_eq(ct_backward(ct_sum_all(ct_mul(yg, gpu(w)))), CT_OK);
+    same(ct_grad(x), ct_grad(xg), 1e-2, 1e-2);
+    ct_tensor *wg = ct_module_param(lg, "weight");
+    ck_assert(wg->dtype == CT_F32 && ct_grad(wg)->dtype == CT_F32);
+    same(ct_grad(ct_module_param(lc, "weight")), ct_grad(wg), 5e-2, 1e-2);
+    same(ct_grad(ct_module_param(lc, "bias")), ct_grad(ct_module_param(lg, "bias")), 1e-4, 1e-5);
+    ck_assert_int_eq(ct_device_set_bf16(GPU, false, why, sizeof why), CT_OK);
+    ck_assert_int_eq(ct_ctx_status(ctx), CT_OK);
+    ct_module_free(lc);
+    ct_module_free(lg);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 /* ---- sums --------------------------------------------------------------------------------------- */
 START_TEST(test_sum_dims) {
     NEED_DEVICE();
@@ -758,6 +991,11 @@ Suite *cuda_suite(void) {
     tcase_add_test(tc, test_axpy);
     tcase_add_test(tc, test_gemm);
     tcase_add_test(tc, test_tf32_switch);
+    tcase_add_test(tc, test_bf16_round_reference);
+    tcase_add_test(tc, test_bf16_switch_errors);
+    tcase_add_test(tc, test_bf16_gemm);
+    tcase_add_test(tc, test_bf16_switch_round_trip);
+    tcase_add_test(tc, test_bf16_linear_grad);
     tcase_add_test(tc, test_sum_dims);
     tcase_add_test(tc, test_to_forward_backward);
     tcase_add_test(tc, test_module_optim_round_trip);

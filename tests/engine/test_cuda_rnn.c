@@ -322,6 +322,305 @@ START_TEST(test_step_matches_cpu) {
 }
 END_TEST
 
+/* ---- bf16 mixed precision (ct_device_set_bf16) ------------------------------------------- */
+/* max |t| over a tensor's elements (any device) */
+static double max_abs(const ct_tensor *t) {
+    float *v = host_copy(t);
+    double m = 0;
+    for (int64_t i = 0; i < ct_numel(t); i++) m = fmax(m, fabs((double)v[i]));
+    free(v);
+    return m;
+}
+
+/* gpu within rel * max|cpu| + rel |cpu| of cpu, element by element; returns max |gpu - cpu| */
+static double assert_near(const char *what, const ct_tensor *gpu, const ct_tensor *cpu, double rel) {
+    ck_assert_msg(gpu && cpu, "%s: missing", what);
+    ck_assert_msg(ct_same_shape(gpu, cpu), "%s: shapes differ", what);
+    const double scale = max_abs(cpu);
+    float *a = host_copy(gpu), *b = host_copy(cpu);
+    double worst = 0;
+    for (int64_t i = 0; i < ct_numel(cpu); i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        worst = fmax(worst, d);
+        ck_assert_msg(d <= rel * scale + rel * fabs((double)b[i]) + 1e-6,
+                      "%s[%lld]: bf16 %.8g, float32 %.8g (max |x| %.4g, allowed %.2g of it)", what,
+                      (long long)i, (double)a[i], (double)b[i], scale, rel);
+    }
+    free(a);
+    free(b);
+    return worst;
+}
+
+/* bit-identical (same shape, any devices) */
+static void assert_bits(const char *what, const ct_tensor *x, const ct_tensor *y) {
+    ck_assert_msg(x && y && ct_same_shape(x, y), "%s: missing or shapes differ", what);
+    float *a = host_copy(x), *b = host_copy(y);
+    ck_assert_msg(memcmp(a, b, sizeof(float) * (size_t)ct_numel(x)) == 0,
+                  "%s: float32 results differ after bf16 was turned off", what);
+    free(a);
+    free(b);
+}
+
+typedef struct layer_run {
+    int n;
+    const char *name[48];
+    char buf[48][104];
+    ct_tensor *t[48];
+} layer_run;
+
+static void keep(layer_run *r, const char *name, ct_tensor *t) {
+    ck_assert_int_lt(r->n, 48);
+    snprintf(r->buf[r->n], sizeof r->buf[r->n], "%s", name);
+    r->name[r->n] = r->buf[r->n];
+    r->t[r->n++] = t;
+}
+
+/* One forward + backward of case c on dev (CPU or cuda:0 in its current precision) from the
+ * CPU inputs xs (frames or the embedding table), tok, len, h0, c0; the loss weights wo, wh,
+ * wc. Keeps out, h_n, c_n and every gradient in r. */
+static void layer_once(ct_ctx *ctx, const gcase *c, uint64_t seed, ct_device dev, ct_tensor *xs,
+                       ct_tensor *tok, ct_tensor *len, ct_tensor *h0s, ct_tensor *c0s,
+                       ct_tensor *wo, ct_tensor *wh, ct_tensor *wc, layer_run *r) {
+    const bool on_gpu = dev.type == CT_CUDA, lstm = c->mode == CT_LSTM;
+    ct_rng rng;
+    ct_rng_seed(&rng, seed);
+    const ct_rnn_config cfg = {c->mode, c->in, c->hidden, c->layers, c->bias, c->batch_first,
+                               0.0f};
+    ct_module *m = ct_rnn_new(ctx, &rng, &cfg);
+    ck_assert_ptr_nonnull(m);
+    if (on_gpu) ck_assert_int_eq(ct_module_to(m, dev), CT_OK);
+    /* leaves of this run (copies: each run has its own gradients) */
+#define LEAF(t) ((t) ? (on_gpu ? to_cuda(t) : ct_contiguous(ct_mul_scalar((t), 1.0f))) : NULL)
+    ct_tensor *x = LEAF(xs), *h0 = LEAF(h0s), *c0 = LEAF(c0s);
+#undef LEAF
+    ct_tensor *tk = tok ? (on_gpu ? to_cuda(tok) : tok) : NULL;
+    ck_assert_int_eq(ct_set_requires_grad(x, true), CT_OK);
+    if (h0) ck_assert_int_eq(ct_set_requires_grad(h0, true), CT_OK);
+    if (c0) ck_assert_int_eq(ct_set_requires_grad(c0, true), CT_OK);
+    ct_tensor *out, *hn, *cn;
+    ck_assert_msg(run_layer(c, m, x, tk, len, h0, c0, &out, &hn, &cn) == CT_OK, "%s",
+                  ct_ctx_error(ctx));
+    ct_tensor *l = on_gpu ? loss_of(out, hn, cn, to_cuda(wo), to_cuda(wh), lstm ? to_cuda(wc) : NULL)
+                          : loss_of(out, hn, cn, wo, wh, wc);
+    ck_assert_msg(ct_backward(l) == CT_OK, "backward: %s", ct_ctx_error(ctx));
+    keep(r, "out", out);
+    keep(r, "h_n", hn);
+    if (lstm) keep(r, "c_n", cn);
+    keep(r, tok ? "d emb" : "dx", ct_grad(x));
+    if (h0) keep(r, "dh0", ct_grad(h0));
+    if (c0) keep(r, "dc0", ct_grad(c0));
+    for (int i = 0; i < ct_module_param_count(m); i++) {
+        char name[96], what[104];
+        ct_tensor *p = ct_module_param_at(m, i, name, sizeof name);
+        snprintf(what, sizeof what, "d %s", name);
+        keep(r, what, ct_grad(p));
+        ck_assert(p->dtype == CT_F32);
+    }
+    /* (the module stays alive until the ctx goes: its gradients are kept in r) */
+}
+
+static const gcase bf16_cases[] = {
+    {CT_LSTM, 2, 24, 48, 10, 6, true, true, true, false, 0},
+    {CT_GRU, 2, 24, 48, 10, 6, true, true, true, false, 0},
+    {CT_LSTM, 1, 16, 32, 8, 5, false, false, true, true, 13},    /* tokens (table path) */
+    {CT_GRU, 1, 16, 32, 8, 5, true, true, true, false, 13},
+};
+
+/* LSTM / GRU forward and backward with bf16 GEMMs stay within 1e-2 (of each tensor's largest
+ * value, plus 1e-2 relative) of the CPU's float32, differ from cuda:0's float32 (the mode took
+ * effect), and turning bf16 off gives cuda:0's float32 results again, bit for bit (forward
+ * only for tokens: their backward sums with float atomics, not bit-reproducible). */
+START_TEST(test_bf16_layers) {
+    SKIP_WITHOUT_CUDA();
+    const gcase *c = &bf16_cases[_i];
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    char why[256];
+    const int64_t T = c->T, B = c->B, H = c->hidden, L = c->layers;
+    const int64_t d0 = c->batch_first ? B : T, d1 = c->batch_first ? T : B;
+    const bool lstm = c->mode == CT_LSTM;
+    int64_t lv[16];
+    for (int64_t b = 0; b < B; b++) lv[b] = c->lengths ? T - (2 * b) % T : T;
+    ct_tensor *len = c->lengths ? ct_from_i64(ctx, lv, CT_SHAPE(B)) : NULL;
+    ct_tensor *xs, *tok = NULL;
+    if (c->V > 0) {
+        xs = TU_RAND(ctx, 41, -1, 1, c->V, c->in);
+        tok = ct_empty(ctx, CT_I64, CT_SHAPE(d0, d1));
+        int64_t *tv = ct_data_i64(tok);
+        for (int64_t i = 0; i < d0; i++)
+            for (int64_t j = 0; j < d1; j++) {
+                const int64_t t = c->batch_first ? j : i, b = c->batch_first ? i : j;
+                tv[i * d1 + j] = t < lv[b] ? (t * 7 + b * 3 + 1) % c->V : -1;
+            }
+    } else {
+        xs = TU_RAND(ctx, 41, -1, 1, d0, d1, c->in);
+    }
+    ct_tensor *h0 = c->state ? TU_RAND(ctx, 42, -1, 1, L, B, H) : NULL;
+    ct_tensor *c0 = c->state && lstm ? TU_RAND(ctx, 43, -1, 1, L, B, H) : NULL;
+    ct_tensor *wo = TU_RAND(ctx, 44, -1, 1, d0, d1, H), *wh = TU_RAND(ctx, 45, -1, 1, L, B, H);
+    ct_tensor *wc = lstm ? TU_RAND(ctx, 46, -1, 1, L, B, H) : NULL;
+    const uint64_t seed = 500 + (uint64_t)_i;
+    static layer_run cpu, fp, bf, fp2;
+    memset(&cpu, 0, sizeof cpu);
+    memset(&fp, 0, sizeof fp);
+    memset(&bf, 0, sizeof bf);
+    memset(&fp2, 0, sizeof fp2);
+    layer_once(ctx, c, seed, CUDA0, xs, tok, len, h0, c0, wo, wh, wc, &fp);
+    ck_assert_int_eq(ct_device_set_bf16(CUDA0, true, why, sizeof why), CT_OK);
+    layer_once(ctx, c, seed, CUDA0, xs, tok, len, h0, c0, wo, wh, wc, &bf);
+    ck_assert_int_eq(ct_device_set_bf16(CUDA0, false, why, sizeof why), CT_OK);
+    layer_once(ctx, c, seed, CUDA0, xs, tok, len, h0, c0, wo, wh, wc, &fp2);
+    layer_once(ctx, c, seed, CT_DEVICE_CPU, xs, tok, len, h0, c0, wo, wh, wc, &cpu);
+    ck_assert_int_eq(bf.n, cpu.n);
+    ck_assert_int_eq(fp.n, cpu.n);
+    ck_assert_int_eq(fp2.n, cpu.n);
+    for (int i = 0; i < cpu.n; i++) {
+        ck_assert_str_eq(bf.name[i], cpu.name[i]);
+        assert_near(bf.name[i], bf.t[i], cpu.t[i], 1e-2);
+        assert_close(fp.name[i], fp.t[i], cpu.t[i]);          /* float32: 1e-4 as ever */
+        if (c->V == 0 || i < (lstm ? 3 : 2)) assert_bits(fp2.name[i], fp2.t[i], fp.t[i]);
+    }
+    /* the mode took effect: bf16's output is not float32's */
+    float *a = host_copy(bf.t[0]), *b = host_copy(fp.t[0]);
+    double dmax = 0;
+    for (int64_t i = 0; i < ct_numel(fp.t[0]); i++) dmax = fmax(dmax, fabs((double)a[i] - b[i]));
+    free(a);
+    free(b);
+    ck_assert_msg(dmax > 1e-6, "bf16 changed the output by only %g", dmax);
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* Stepping with bf16 on: at batch 6 (the GEMM path, bf16) the logits stay within 1e-2 of the
+ * CPU's; at batch 1 (the fused float32 kernel) they stay float32's (1e-4). */
+START_TEST(test_bf16_step) {
+    SKIP_WITHOUT_CUDA();
+    const ct_rnn_mode mode = _i % 2 ? CT_GRU : CT_LSTM;
+    const int64_t B = _i < 2 ? 6 : 1, I = 20, H = 40, V = 11, L = 2;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    char why[256];
+    ct_set_grad_enabled(ctx, false);
+    ct_rng r1, r2;
+    ct_rng_seed(&r1, 600 + (uint64_t)_i);
+    ct_rng_seed(&r2, 600 + (uint64_t)_i);
+    const ct_rnn_config cfg = {mode, I, H, (int)L, true, false, 0.0f};
+    ct_module *mc = ct_rnn_new(ctx, &r1, &cfg), *mg = ct_rnn_new(ctx, &r2, &cfg);
+    ct_module *oc = ct_linear_new(ctx, &r1, H, V, true), *og = ct_linear_new(ctx, &r2, H, V, true);
+    ck_assert(mc && mg && oc && og);
+    ct_module_train(mc, false);
+    ct_module_train(mg, false);
+    ck_assert_int_eq(ct_module_to(mg, CUDA0), CT_OK);
+    ck_assert_int_eq(ct_module_to(og, CUDA0), CT_OK);
+    ct_rnn_state *sc = ct_rnn_state_new(mc, B), *sg = ct_rnn_state_new(mg, B);
+    ck_assert_msg(sc && sg, "%s", ct_ctx_error(ctx));
+    ck_assert_int_eq(ct_device_set_bf16(CUDA0, true, why, sizeof why), CT_OK);
+    float x[6 * 20], lc[6 * 11], lg[6 * 11];
+    uint64_t seed = 999;
+    double worst = 0, top = 0;
+    for (int step = 0; step < 12; step++) {
+        for (int64_t i = 0; i < B * I; i++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            x[i] = (float)((double)(seed >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
+        }
+        ck_assert_int_eq(ct_rnn_step_linear_f32(mc, x, sc, ct_module_param(oc, "weight"),
+                                                ct_module_param(oc, "bias"), lc, NULL), CT_OK);
+        ck_assert_msg(ct_rnn_step_linear_f32(mg, x, sg, ct_module_param(og, "weight"),
+                                             ct_module_param(og, "bias"), lg, NULL) == CT_OK,
+                      "cuda step: %s", ct_ctx_error(ctx));
+        for (int64_t i = 0; i < B * V; i++) {
+            const double d = fabs((double)lg[i] - (double)lc[i]);
+            worst = fmax(worst, d);
+            top = fmax(top, fabs((double)lc[i]));
+            if (B == 1)
+                ck_assert_msg(d <= 1e-5 + 1e-4 * fabs((double)lc[i]),
+                              "batch 1 (float32 kernel) step %d logit %lld: %.8g vs %.8g", step,
+                              (long long)i, (double)lg[i], (double)lc[i]);
+            else
+                ck_assert_msg(d <= 1e-2 * (1.0 + fabs((double)lc[i])),
+                              "bf16 step %d logit %lld: %.8g vs %.8g", step, (long long)i,
+                              (double)lg[i], (double)lc[i]);
+        }
+    }
+    printf("cuda_rnn: bf16 step (%s, batch %lld): max |logit difference| %.3g (max |logit| %.3g)\n",
+           mode == CT_LSTM ? "lstm" : "gru", (long long)B, worst, top);
+    ck_assert_int_eq(ct_device_set_bf16(CUDA0, false, why, sizeof why), CT_OK);
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_rnn_state_free(sc);
+    ct_rnn_state_free(sg);
+    ct_module_free(mc);
+    ct_module_free(mg);
+    ct_module_free(oc);
+    ct_module_free(og);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* Adam training with bf16 GEMMs: a few steps of LSTM -> linear -> cross-entropy on cuda:0 give
+ * losses within 2 % of float32's, falling as float32's do; the weights and Adam's moments stay
+ * float32 (the master weights). */
+static void train_losses(ct_ctx *ctx, bool bf16, int steps, double *losses) {
+    char why[256];
+    ck_assert_int_eq(ct_device_set_bf16(CUDA0, bf16, why, sizeof why), CT_OK);
+    const int64_t T = 12, B = 8, I = 16, H = 64, V = 10;
+    ct_rng rng;
+    ct_rng_seed(&rng, 77);
+    ct_module *root = ct_module_new(ctx, "Net", 0);
+    const ct_rnn_config cfg = {CT_LSTM, I, H, 1, true, false, 0.0f};
+    ct_module *rnn = ct_rnn_new(ctx, &rng, &cfg), *out = ct_linear_new(ctx, &rng, H, V, true);
+    ck_assert_int_eq(ct_module_add_child(root, "rnn", rnn), CT_OK);
+    ck_assert_int_eq(ct_module_add_child(root, "out", out), CT_OK);
+    ck_assert_int_eq(ct_module_to(root, CUDA0), CT_OK);
+    ct_optim *opt = ct_adam_new(root, ct_adam_defaults(1e-2));
+    ck_assert_ptr_nonnull(opt);
+    ct_tensor *x = to_cuda(TU_RAND(ctx, 78, -1, 1, T, B, I));
+    int64_t yv[12 * 8];
+    for (int64_t i = 0; i < T * B; i++) yv[i] = (i * 7 + i / B) % V;
+    ct_tensor *y = to_cuda(ct_from_i64(ctx, yv, CT_SHAPE(T * B)));
+    for (int s = 0; s < steps; s++) {
+        ct_optim_zero_grad(opt);
+        ct_scope_begin(ctx);
+        ct_tensor *h = NULL;
+        ck_assert_int_eq(ct_rnn_forward(rnn, x, NULL, NULL, NULL, NULL, &h, NULL, NULL), CT_OK);
+        ct_tensor *logits = ct_linear_forward_at(CT_SRC, out, h);
+        ct_tensor *loss = ct_cross_entropy(ct_view(logits, T * B, V), y, -100);
+        ck_assert_msg(loss && ct_backward(loss) == CT_OK, "%s", ct_ctx_error(ctx));
+        ck_assert_int_eq(ct_optim_step(opt), CT_OK);
+        losses[s] = ct_item(loss);
+        ct_scope_end(ctx);
+    }
+    for (int i = 0; i < ct_module_param_count(root); i++) {
+        ct_tensor *p = ct_module_param_at(root, i, NULL, 0);
+        ck_assert(p->dtype == CT_F32 && ct_tensor_device(p).type == CT_CUDA);
+    }
+    ct_optim_free(opt);
+    ct_module_free(root);
+    ck_assert_int_eq(ct_device_set_bf16(CUDA0, false, why, sizeof why), CT_OK);
+}
+
+START_TEST(test_bf16_adam_training) {
+    SKIP_WITHOUT_CUDA();
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    enum { STEPS = 8 };
+    double fp[STEPS], bf[STEPS];
+    train_losses(ctx, false, STEPS, fp);
+    train_losses(ctx, true, STEPS, bf);
+    for (int s = 0; s < STEPS; s++) {
+        printf("cuda_rnn: adam step %d: loss float32 %.6f, bf16 %.6f\n", s, fp[s], bf[s]);
+        ck_assert_msg(isfinite(bf[s]) && fabs(bf[s] - fp[s]) <= 2e-2 * fp[s],
+                      "step %d: bf16 loss %.6f, float32 %.6f", s, bf[s], fp[s]);
+    }
+    ck_assert_msg(fp[STEPS - 1] < fp[0] && bf[STEPS - 1] < bf[0],
+                  "the loss did not fall (float32 %.4f -> %.4f, bf16 %.4f -> %.4f)", fp[0],
+                  fp[STEPS - 1], bf[0], bf[STEPS - 1]);
+    fflush(stdout);
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 Suite *cuda_rnn_suite(void) {
     Suite *s = suite_create("cuda_rnn");
     TCase *tc = tcase_create("core");
@@ -334,6 +633,9 @@ Suite *cuda_rnn_suite(void) {
      * cannot use a CUDA runtime its parent initialised; the tests say when they skip) */
     tcase_add_loop_test(tc, test_layers_match_cpu, 0, (int)(sizeof gcases / sizeof gcases[0]));
     tcase_add_loop_test(tc, test_step_matches_cpu, 0, 8);
+    tcase_add_loop_test(tc, test_bf16_layers, 0, (int)(sizeof bf16_cases / sizeof bf16_cases[0]));
+    tcase_add_loop_test(tc, test_bf16_step, 0, 4);
+    tcase_add_test(tc, test_bf16_adam_training);
     suite_add_tcase(s, tc);
     return s;
 }
