@@ -142,6 +142,24 @@ static ct_module *fail_module(ct_module *m) {
 /* ==== Linear ================================================================================== */
 typedef struct linear_impl { int64_t in, out; ct_tensor *weight, *bias; } linear_impl;
 
+/* ct_module_clone hooks: an impl that points at its module's own parameters must point at the
+ * clone's (the parameters are found by their local names). */
+static ct_status repoint(ct_module *dst, ct_tensor **slot, const char *name) {
+    if (!*slot) return CT_OK;   /* an optional parameter the source does not have */
+    *slot = NULL;
+    for (int i = 0; i < dst->n_params; i++)
+        if (strcmp(dst->param_names[i], name) == 0) *slot = dst->params[i];
+    return *slot ? CT_OK : ct_fail(dst->ctx, CT_E_STATE, "module_clone(%s): the copy has no parameter '%s'",
+                                   dst->kind, name);
+}
+
+static ct_status clone_linear(ct_module *dst, const ct_module *src) {
+    (void)src;
+    linear_impl *L = dst->impl;
+    ct_status s = repoint(dst, &L->weight, "weight");
+    return s ? s : repoint(dst, &L->bias, "bias");
+}
+
 ct_module *ct_linear_new(ct_ctx *ctx, ct_rng *rng, int64_t in, int64_t out, bool bias) {
     if (!ctx) return NULL;
     if (in < 0 || out < 0) {
@@ -160,6 +178,7 @@ ct_module *ct_linear_new(ct_ctx *ctx, ct_rng *rng, int64_t in, int64_t out, bool
     L->in = in;
     L->out = out;
     m->forward = fwd_linear;
+    m->clone_impl = clone_linear;
     L->weight = ct_module_add_param(m, "weight", CT_SHAPE(out, in));
     if (!L->weight) return fail_module(m);
     if (bias && !(L->bias = ct_module_add_param(m, "bias", CT_SHAPE(out)))) return fail_module(m);
@@ -210,6 +229,11 @@ static ct_tensor *fwd_linear(ct_src src, ct_module *m, ct_tensor *x, ct_rng *rng
 
 /* ==== Embedding =============================================================================== */
 typedef struct embedding_impl { int64_t num, dim, padding_idx; ct_tensor *weight; } embedding_impl;
+
+static ct_status clone_embedding(ct_module *dst, const ct_module *src) {
+    (void)src;
+    return repoint(dst, &((embedding_impl *)dst->impl)->weight, "weight");
+}
 
 /* embedding whose backward leaves the padding row's gradient at zero.
  * in: weight, contiguous indices; iv: M, V, D, padding_idx. */
@@ -285,6 +309,7 @@ ct_module *ct_embedding_module_new_ex(ct_ctx *ctx, ct_rng *rng, int64_t num, int
     E->dim = dim;
     E->padding_idx = padding_idx;
     m->forward = fwd_embedding;
+    m->clone_impl = clone_embedding;
     E->weight = ct_module_add_param(m, "weight", CT_SHAPE(num, dim));
     if (!E->weight) return fail_module(m);
     ct_scope_begin(ctx);
@@ -341,6 +366,13 @@ static ct_tensor *fwd_dropout(ct_src src, ct_module *m, ct_tensor *x, ct_rng *rn
 /* ==== LayerNorm =============================================================================== */
 typedef struct layernorm_impl { int64_t dim; float eps; ct_tensor *weight, *bias; } layernorm_impl;
 
+static ct_status clone_layernorm(ct_module *dst, const ct_module *src) {
+    (void)src;
+    layernorm_impl *N = dst->impl;
+    ct_status s = repoint(dst, &N->weight, "weight");
+    return s ? s : repoint(dst, &N->bias, "bias");
+}
+
 ct_module *ct_layernorm_new(ct_ctx *ctx, int64_t dim, float eps, bool affine) {
     if (!ctx) return NULL;
     if (dim < 0 || !(eps >= 0.0f) || !isfinite(eps)) {
@@ -354,6 +386,7 @@ ct_module *ct_layernorm_new(ct_ctx *ctx, int64_t dim, float eps, bool affine) {
     N->dim = dim;
     N->eps = eps;
     m->forward = fwd_layernorm;
+    m->clone_impl = clone_layernorm;
     if (affine) {
         N->weight = ct_module_add_param(m, "weight", CT_SHAPE(dim));
         N->bias = N->weight ? ct_module_add_param(m, "bias", CT_SHAPE(dim)) : NULL;

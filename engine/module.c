@@ -13,6 +13,7 @@ ct_module *ct_module_new(ct_ctx *ctx, const char *kind, size_t impl_size) {
     m->ctx = ctx;
     m->name = strdup("");
     m->training = true;
+    m->impl_size = impl_size;
     if (impl_size > 0) m->impl = calloc(1, impl_size);
     if (!m->name || (impl_size > 0 && !m->impl)) {
         free(m->name);
@@ -96,6 +97,34 @@ ct_module *ct_module_child(const ct_module *m, const char *name) {
     return NULL;
 }
 
+/* Appends t as parameter `name` of m, which takes over the caller's reference to t (one the
+ * caller owns, not a scope's). false + error in m's ctx; t is released then. */
+static bool push_param(ct_module *m, const char *name, ct_tensor *t) {
+    if (m->n_params == m->cap_params) {
+        int nc = m->cap_params ? m->cap_params * 2 : 4;
+        ct_tensor **p = realloc(m->params, (size_t)nc * sizeof *p);
+        char **q = p ? realloc(m->param_names, (size_t)nc * sizeof *q) : NULL;
+        if (p) m->params = p;
+        if (!p || !q) {
+            ct_release(t);
+            ct_fail(m->ctx, CT_E_NOMEM, "module_add_param: out of memory");
+            return false;
+        }
+        m->param_names = q;
+        m->cap_params = nc;
+    }
+    char *dup = strdup(name);
+    if (!dup) {
+        ct_release(t);
+        ct_fail(m->ctx, CT_E_NOMEM, "module_add_param: out of memory");
+        return false;
+    }
+    m->params[m->n_params] = t;
+    m->param_names[m->n_params++] = dup;
+    unflatten(ct_module_root(m));
+    return true;
+}
+
 ct_tensor *ct_module_add_param(ct_module *m, const char *name, int ndim, const int64_t *shape) {
     if (!m) return NULL;
     if (!valid_name(name)) {
@@ -109,26 +138,10 @@ ct_tensor *ct_module_add_param(ct_module *m, const char *name, int ndim, const i
                     m->kind, name);
             return NULL;
         }
-    if (m->n_params == m->cap_params) {
-        int nc = m->cap_params ? m->cap_params * 2 : 4;
-        ct_tensor **p = realloc(m->params, (size_t)nc * sizeof *p);
-        char **q = p ? realloc(m->param_names, (size_t)nc * sizeof *q) : NULL;
-        if (p) m->params = p;
-        if (!p || !q) { ct_fail(m->ctx, CT_E_NOMEM, "module_add_param: out of memory"); return NULL; }
-        m->param_names = q;
-        m->cap_params = nc;
-    }
     ct_tensor *t = ct_zeros(m->ctx, ndim, shape);
-    char *dup = t ? strdup(name) : NULL;
-    if (!dup) {
-        if (t) ct_fail(m->ctx, CT_E_NOMEM, "module_add_param: out of memory");
-        return NULL;
-    }
+    if (!t) return NULL;
     ct_set_requires_grad(t, true);
-    m->params[m->n_params] = ct__disown(t);
-    m->param_names[m->n_params++] = dup;
-    unflatten(ct_module_root(m));
-    return t;
+    return push_param(m, name, ct__disown(t)) ? t : NULL;
 }
 
 /* ---- walking the tree --------------------------------------------------------------- */
@@ -351,4 +364,69 @@ ct_status ct_module_to(ct_module *root, ct_device dev) {
     free(np);
     if (st != CT_OK) return ct_ctx_status(ctx) ? ct_ctx_status(ctx) : st;
     return CT_OK;
+}
+
+/* ---- deep copies (ct_module_clone) ------------------------------------------------------------ */
+/* The clone of src (its own parameters and children, recursively) on dev; NULL + error. */
+static ct_module *clone_tree(const ct_module *src, ct_device dev) {
+    ct_ctx *ctx = src->ctx;
+    if (src->free_impl && !src->clone_impl) {
+        ct_fail(ctx, CT_E_UNSUPPORTED, "module_clone: the %s module '%s' owns memory in its impl "
+                "(it has free_impl) but has no clone_impl hook to copy it (engine/nn.h)",
+                src->kind, src->name);
+        return NULL;
+    }
+    ct_module *m = ct_module_new(ctx, src->kind, src->impl_size);
+    if (!m) return NULL;
+    if (src->impl_size > 0 && src->impl) memcpy(m->impl, src->impl, src->impl_size);
+    m->training = src->training;
+    m->forward = src->forward;
+    m->clone_impl = src->clone_impl;
+    for (int i = 0; i < src->n_params; i++) {
+        ct_tensor *p = src->params[i];
+        ct_tensor *c = moved_copy(p, dev);   /* contiguous, on dev, ours */
+        if (!c) goto fail;
+        ct_set_requires_grad(c, p->requires_grad);
+        if (!push_param(m, src->param_names[i], c)) goto fail;
+    }
+    for (int i = 0; i < src->n_children; i++) {
+        ct_module *c = clone_tree(src->children[i], dev);
+        if (!c) goto fail;
+        if (ct_module_add_child(m, src->children[i]->name, c) != CT_OK) {
+            ct_module_free(c);
+            goto fail;
+        }
+    }
+    if (src->clone_impl && src->clone_impl(m, src) != CT_OK) {
+        if (ct_ctx_status(ctx) == CT_OK)
+            ct_fail(ctx, CT_E_STATE, "module_clone: the clone_impl hook of the %s module '%s' failed",
+                    src->kind, src->name);
+        goto fail;
+    }
+    m->free_impl = src->free_impl;   /* only now does the impl own what free_impl frees */
+    return m;
+fail:
+    ct_module_free(m);
+    return NULL;
+}
+
+ct_module *ct_module_clone(const ct_module *m, ct_device dev) {
+    if (!m) return NULL;
+    ct_ctx *ctx = m->ctx;
+    char d[24], why[320];
+    if (!ct__backend(dev)) {
+        ct_fail(ctx, CT_E_DEVICE, "module_clone(%s): %s", ct_device_str(dev, d, sizeof d),
+                ct__device_why(dev, why, sizeof why));
+        return NULL;
+    }
+    ct_module *c = clone_tree(m, dev);
+    if (!c) {
+        if (ct_ctx_status(ctx) == CT_OK) ct_fail(ctx, CT_E_NOMEM, "module_clone: out of memory");
+        return NULL;
+    }
+    if (!m->parent && m->flat_params && m->flat_grads && ct_module_flatten(c) != CT_OK) {
+        ct_module_free(c);
+        return NULL;
+    }
+    return c;
 }

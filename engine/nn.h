@@ -13,7 +13,8 @@
  * given if it is not flat yet. Adding parameters after flattening un-flattens the root.
  *
  * Ownership: ct_module_free(root) frees the tree (children and parameters). A child added
- * with ct_module_add_child belongs to its parent from then on.
+ * with ct_module_add_child belongs to its parent from then on. ct_module_clone returns a new
+ * tree that the caller frees with ct_module_free.
  */
 #ifndef CT_NN_H
 #define CT_NN_H
@@ -41,7 +42,17 @@ struct ct_module {
     bool training;
     ct_forward_fn forward;       /* NULL if the module has no single-input forward */
     void *impl;                  /* the layer's own state (configuration, ...) */
+    size_t impl_size;            /* its size in bytes (ct_module_new's impl_size) */
     void (*free_impl)(void *impl);
+    /* Optional, for ct_module_clone (NULL: nothing to do). Called once dst (the clone of src)
+     * has its parameters and children and dst->impl holds a byte copy of src->impl. It
+     * re-points whatever the impl refers to (its own parameters, its children: ct_module_child)
+     * at dst's, or deep-copies it, and returns CT_OK or an
+     * error (recorded in dst->ctx; then it must leave nothing for free_impl to free: dst's
+     * impl is released with free()). A module whose impl holds pointers MUST set it (the
+     * layers of engine/layers.h and models/composer.c do); one with free_impl (its impl owns
+     * memory) is cloned only when it has this hook. */
+    ct_status (*clone_impl)(ct_module *dst, const ct_module *src);
     /* root only: the flat blocks (NULL until flattened) */
     ct_tensor *flat_params, *flat_grads;
 };
@@ -67,6 +78,17 @@ void ct_module_zero_grad(ct_module *m);
 ct_status ct_module_flatten(ct_module *root);
 ct_tensor *ct_module_flat_params(ct_module *root);    /* flattens if needed; NULL on error */
 ct_tensor *ct_module_flat_grads(ct_module *root);
+/* A deep copy of the tree rooted at m (torch's copy.deepcopy of a module; DataParallel's
+ * replicas): the same kinds, names, children, impls (configuration), forward functions and
+ * train/eval flags, and every parameter's values (float32) copied onto dev, in storage of its
+ * own; requires_grad as in m (gradient hooks are not copied). The clone is a root module (name
+ * "") in m's context. When m is a flat root the clone is flat too (one parameter block and a
+ * zeroed gradient block on dev, same layout); otherwise its parameters have no gradient yet.
+ * Impls are copied byte for byte (impl_size), then each module's clone_impl hook (above)
+ * re-points the pointers its impl holds (a layer's weight, a model's children). The caller owns the clone (ct_module_free). NULL + error in
+ * m's context: CT_E_DEVICE (dev not available), CT_E_UNSUPPORTED (an impl with free_impl but
+ * no clone_impl), CT_E_NOMEM, a device copy's error; nothing is leaked then. NULL for NULL. */
+ct_module *ct_module_clone(const ct_module *m, ct_device dev);
 /* Calls m->forward; an error if the module has none. */
 #define ct_module_forward(m, x, rng) ct_module_forward_at(CT_SRC, m, x, rng)
 ct_tensor *ct_module_forward_at(ct_src src, ct_module *m, ct_tensor *x, ct_rng *rng);

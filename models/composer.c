@@ -27,6 +27,18 @@ static ct_tensor *forward_one(ct_src src, ct_module *m, ct_tensor *x, ct_rng *rn
     return cc_forward_at(src, m, x, NULL, rng);
 }
 
+/* ct_module_clone's hook: the clone's impl must name the clone's own children */
+static ct_status clone_impl(ct_module *dst, const ct_module *src) {
+    cc_impl *d = dst->impl;
+    const cc_impl *s = src->impl;
+    d->embed = s->embed ? ct_module_child(dst, "embed") : NULL;
+    d->rnn = ct_module_child(dst, "rnn");
+    d->out = ct_module_child(dst, "out");
+    if ((s->embed && !d->embed) || !d->rnn || !d->out)
+        return ct_fail(dst->ctx, CT_E_STATE, "cc_model clone: the copy lacks a child (embed, rnn, out)");
+    return CT_OK;
+}
+
 static ct_rnn_mode mode_of(cc_cell c) {
     return c == CC_LSTM ? CT_LSTM : c == CC_GRU ? CT_GRU : CT_RNN_TANH;
 }
@@ -48,6 +60,7 @@ ct_module *cc_model_new(ct_ctx *ctx, ct_rng *rng, const cc_config *cfg) {
     cc_impl *im = m->impl;
     im->cfg = c;
     m->forward = forward_one;
+    m->clone_impl = clone_impl;
     const bool roll = cc_config_is_roll(&c);
     if (!roll) {
         ct_module *e = ct_embedding_module_new(ctx, rng, c.vocab, c.embed);

@@ -680,13 +680,14 @@ START_TEST(test_data_parallel_one_device_is_a_noop) {
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
     lm m = lm_new(ctx);
-    ct_data_parallel *dp = ct__data_parallel_new_with(m.root, NULL, 0, 1, "");
+    /* the test mode keeps replica 0 on the CPU (a real one GPU wants the model on cuda:0) */
+    ct_data_parallel *dp = ct__data_parallel_new_with(m.root, NULL, 0, 1, "", CT__DP_CPU_REPLICAS);
     ck_assert_ptr_nonnull(dp);
     ck_assert_int_eq(ct_data_parallel_size(dp), 1);
     ck_assert_ptr_eq(ct_data_parallel_replica(dp, 0), m.root);
     ck_assert_ptr_null(ct_data_parallel_replica(dp, 1));
     ct_device dv = ct_data_parallel_device(dp, 0);
-    ck_assert(dv.type == CT_CUDA && dv.index == 0);
+    ck_assert(dv.type == CT_CPU);
     ct_scope_begin(ctx);
     ct_batch g, part = {0};
     token_batch(ctx, 3, (const int64_t[]){4, 2, 5}, false, &g);
@@ -706,7 +707,7 @@ START_TEST(test_data_parallel_one_device_is_a_noop) {
     ct_batch_clear(&g);
     ct_scope_end(ctx);
     ct_data_parallel_free(dp);
-    dp = ct__data_parallel_new_with(m.root, (const int[]){0}, 1, 1, "");   /* cuda:0 by name */
+    dp = ct__data_parallel_new_with(m.root, (const int[]){0}, 1, 1, "", CT__DP_CPU_REPLICAS);   /* cuda:0 by name */
     ck_assert_ptr_nonnull(dp);
     ct_data_parallel_free(dp);
     ct_data_parallel_free(NULL);
@@ -720,19 +721,20 @@ START_TEST(test_data_parallel_errors) {
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
     lm m = lm_new(ctx);
-    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, NULL, 0, 0, "no CUDA device present"));
+    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, NULL, 0, 0, "no CUDA device present", CT__DP_AUTO));
     assert_msg_has(&errs, "DataParallel: no CUDA device (no CUDA device present)");
-    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, NULL, 0, 2, ""));
-    ck_assert_int_eq(ct_ctx_status(ctx), CT_E_UNSUPPORTED);
-    assert_msg_has(&errs, "DataParallel over 2 GPUs in one process");
-    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, (const int[]){1}, 1, 1, ""));
+    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, NULL, 0, 2, "", CT__DP_AUTO));   /* model on the CPU */
+    ck_assert_int_eq(ct_ctx_status(ctx), CT_E_DEVICE);
+    assert_msg_has(&errs, "the model is on cpu, but replica 0 (the model itself) lives on cuda:0");
+    assert_msg_has(&errs, "ct_module_to(model, cuda:0)");
+    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, (const int[]){1}, 1, 1, "", CT__DP_AUTO));
     ck_assert_int_eq(ct_ctx_status(ctx), CT_E_DEVICE);
     assert_msg_has(&errs, "cuda:1 asked for, but there is only one CUDA device (cuda:0)");
-    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, (const int[]){0, 0}, 2, 2, ""));
+    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, (const int[]){0, 0}, 2, 2, "", CT__DP_AUTO));
     assert_msg_has(&errs, "cuda:0 is listed twice");
-    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, (const int[]){-1}, 1, 2, ""));
+    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, (const int[]){-1}, 1, 2, "", CT__DP_AUTO));
     assert_msg_has(&errs, "device index -1 is negative");
-    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, NULL, 1, 2, ""));
+    ck_assert_ptr_null(ct__data_parallel_new_with(m.root, NULL, 1, 2, "", CT__DP_AUTO));
     ck_assert_int_eq(ct_ctx_status(ctx), CT_E_ARG);
     ck_assert_ptr_null(ct_data_parallel_new(NULL, NULL, 0));
     ct_module_free(m.root);
