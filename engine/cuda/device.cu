@@ -105,10 +105,15 @@ static int bf16_on[CT_CUDA_MAX_DEVICES];
 static bool valid_index(int device) { return device >= 0 && device < CT_CUDA_MAX_DEVICES; }
 
 extern "C" void ct__cuda_set_tf32(int device, bool on) {
+    if (!valid_index(device)) {   // resources() would fall back to (and reconfigure) cuda:0
+        ct__cuda_record_status(CT_E_DEVICE, "cuda:%d: no such device index (at most %d devices)",
+                               device, CT_CUDA_MAX_DEVICES);
+        return;
+    }
     dev_res *r = resources(device);
-    if (r->blas)
-        CT_CUBLAS(cublasSetMathMode(r->blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-    if (valid_index(device)) __atomic_store_n(&tf32_on[device], on ? 1 : 0, __ATOMIC_RELEASE);
+    if (!r->blas) return;         // recorded by resources(): the getter keeps its old answer
+    CT_CUBLAS(cublasSetMathMode(r->blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    __atomic_store_n(&tf32_on[device], on ? 1 : 0, __ATOMIC_RELEASE);
 }
 extern "C" bool ct__cuda_tf32(int device) {
     return valid_index(device) && __atomic_load_n(&tf32_on[device], __ATOMIC_ACQUIRE) != 0;

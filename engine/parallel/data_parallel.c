@@ -20,8 +20,6 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 #define CT_DP_NCCL 1
-/* engine/cuda/device.cu: the stream every kernel of that CUDA device runs on */
-cudaStream_t ct__cuda_stream_c(int device);
 #endif
 
 struct ct_data_parallel {
@@ -283,6 +281,7 @@ static ct_status host_to_block(ct_data_parallel *dp, ct_tensor *dst, float *src)
     ct_tensor *w = ct_wrap_f32(dp->ctx, src, dst->ndim, dst->shape);
     ct_status st = w ? ct__copy_across(dst, w) : (ct_ctx_status(dp->ctx) ? ct_ctx_status(dp->ctx) : CT_E_NOMEM);
     ct_scope_end(dp->ctx);
+    if (st == CT_OK) ct__bump_version(dst);   /* written in place (autograd's version check) */
     return st;
 }
 
@@ -302,6 +301,7 @@ static ct_status reduce_nccl(ct_data_parallel *dp, ct_tensor *const *g, const in
     ncclResult_t e = ncclGroupEnd();
     if (r != ncclSuccess) return nccl_fail(dp, r, "ncclReduce of the gradients");
     if (e != ncclSuccess) return nccl_fail(dp, e, "ncclReduce of the gradients (ncclGroupEnd)");
+    ct__bump_version(g[0]);   /* the root's block, written in place (the others are zeroed next) */
     return CT_OK;
 }
 #endif
@@ -375,6 +375,8 @@ ct_status ct_data_parallel_broadcast_params(ct_data_parallel *dp) {
             r = ncclBroadcast(ct_data(p[i]), ct_data(p[i]), (size_t)dp->numel, ncclFloat, 0, dp->comms[i],
                               ct__cuda_stream_c(dp->devices[i]));
         ncclResult_t e = ncclGroupEnd();
+        if (r == ncclSuccess && e == ncclSuccess)   /* replicas 1.. written in place */
+            for (int i = 1; i < dp->n; i++) ct__bump_version(p[i]);
         free(p);
         if (r != ncclSuccess) return nccl_fail(dp, r, "ncclBroadcast of the parameters");
         if (e != ncclSuccess) return nccl_fail(dp, e, "ncclBroadcast of the parameters (ncclGroupEnd)");

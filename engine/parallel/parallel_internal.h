@@ -4,6 +4,14 @@
 
 #include "engine/parallel/data_parallel.h"
 
+#ifdef CT_HAVE_CUDA
+#include <cuda_runtime.h>
+/* engine/cuda/device.cu: the stream every kernel of CUDA device `device` runs on. NCCL
+ * collectives are queued on it too, so they follow the backward kernels that wrote their
+ * buffers and precede the optimizer step that reads them, with no host wait. */
+cudaStream_t ct__cuda_stream_c(int device);
+#endif
+
 /* Where ct__data_parallel_new_with puts the replicas and how it combines their gradients. */
 typedef enum ct__dp_mode {
     CT__DP_AUTO = 0,       /* replica i on cuda:devices[i]; NCCL when the build has it, else the

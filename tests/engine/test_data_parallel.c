@@ -202,8 +202,15 @@ START_TEST(test_cpu_replicas_reduce_and_broadcast) {
                                 ct_data_f32(ct_module_flat_params(ct_data_parallel_replica(dp, 1))),
                                 sizeof(float) * (size_t)P),
                          0);
+        /* a graph that read replica 1's weights before the broadcast cannot run backward
+         * after it: the broadcast changed them in place (the storage version moved on) */
+        ct_tensor *w1 = ct_module_param_at(ct_data_parallel_replica(dp, 1), 0, NULL, 0);
+        ct_tensor *stale = ct_sum_all(ct_mul(w1, w1));
         ck_assert_int_eq(ct_data_parallel_broadcast_params(dp), CT_OK);
         assert_params_equal(dp);
+        ck_assert_int_eq(ct_backward(stale), CT_E_STATE);
+        ck_assert_ptr_nonnull(strstr(ct_ctx_error(ctx), "was changed in place afterwards"));
+        ct_ctx_clear_error(ctx);
 
         /* the next step sees the new weights on every replica */
         float *comb2 = reference_combined(m, &g, size, ref_counts);
