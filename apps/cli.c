@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "apps/cli.h"
+#include "engine/device.h"
 
 const cli_cmd *cli_find(const char *name) {
     for (const cli_cmd *const *c = cli_commands; *c; c++)
@@ -15,7 +16,20 @@ const cli_cmd *cli_find(const char *name) {
     return NULL;
 }
 
+/* The whole line in one write when it fits (stderr is unbuffered: under mpirun the lines of
+ * several processes and mpirun's own then do not interleave inside a line). */
 static void vsay(const char *cmd, const char *fmt, va_list ap) {
+    char buf[8192];
+    int k = snprintf(buf, sizeof buf, "cantor%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    va_list aq;
+    va_copy(aq, ap);
+    int w = k > 0 && (size_t)k < sizeof buf ? vsnprintf(buf + k, sizeof buf - (size_t)k, fmt, aq) : -1;
+    va_end(aq);
+    if (w >= 0 && (size_t)k + (size_t)w + 1 < sizeof buf) {
+        buf[k + w] = '\n';
+        fwrite(buf, 1, (size_t)k + (size_t)w + 1, stderr);
+        return;
+    }
     fprintf(stderr, "cantor%s%s: ", cmd ? " " : "", cmd ? cmd : "");
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
@@ -86,4 +100,15 @@ int cli_check_positionals(const char *cmd, int argc, char **argv, int first) {
 bool cli_ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcasecmp(s + a - b, suffix) == 0;
+}
+
+int cli_device(const char *cmd, const char *value, const char *fix, bool quiet, ct_device *out) {
+    ct_device dev;
+    char why[256] = "";
+    if (ct_device_parse(value, &dev, why, sizeof why) != CT_OK)
+        return quiet ? CLI_USAGE : cli_usage(cmd, "--device: %s", why);
+    if (!ct_device_available(dev, why, sizeof why))
+        return quiet ? CLI_FAIL : cli_fail(cmd, "--device %s: %s; %s", value, why, fix);
+    if (out) *out = dev;
+    return CLI_OK;
 }

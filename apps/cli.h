@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "engine/tensor.h"
+
 /* Exit codes: 0 success, 1 the work failed (a file it cannot read, ...), 2 a usage error. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
@@ -37,5 +39,9 @@ int cli_bad_option(const char *cmd, const char *arg);
 int cli_check_positionals(const char *cmd, int argc, char **argv, int first);
 /* Whether a string ends with suffix, ignoring case. */
 bool cli_ends_with(const char *s, const char *suffix);
+/* A --device value of command cmd (train, sample, eval): CLI_OK (and *out, which may be NULL),
+ * CLI_USAGE with "--device: why" when malformed, CLI_FAIL with "--device VALUE: why; FIX"
+ * when the device is not there (no CUDA build, no GPU, index too large). quiet: no message. */
+int cli_device(const char *cmd, const char *value, const char *fix, bool quiet, ct_device *out);
 
 #endif

@@ -87,7 +87,12 @@ static void train_help(FILE *f) {
             "  --sample-seconds S      length of a gallery sample (default 4)\n"
             "  --log-every N           a progress line every N steps when stderr is not a\n"
             "                          terminal (default 10)\n"
-            "  --device NAME           cpu, cuda or cuda:N (a CUDA build on a machine with a GPU; default cpu)\n"
+            "  --device NAME           cpu, cuda or cuda:N (a CUDA build on a machine with a GPU; default cpu).\n"
+            "                          Under mpirun -np N: cpu, or cuda (each process takes the GPU\n"
+            "                          local rank %% the GPUs of its machine; NCCL sums the gradients)\n"
+            "  --precision NAME        fp32, tf32 or bf16: the matrix products on a CUDA device (default\n"
+            "                          fp32; tf32: TF32 tensor cores; bf16: bfloat16 inputs, float32\n"
+            "                          accumulation and weights). The CPU computes in float32 only\n"
             "  --dashboard[=HOST:PORT] serve the live dashboard while training (default address\n"
             "                          " DASH_DEFAULT_LISTEN "; 'cantor dashboard RUN_DIR' replays a run)\n"
             "  -h, --help              this help\n",
@@ -99,7 +104,7 @@ enum {
     O_EPOCHS, O_LR, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_LR_MIN, O_DECAY, O_CLIP, O_DROPOUT,
     O_SEED, O_DEVICE, O_WORKERS, O_RESUME, O_CKPT_EVERY, O_KEEP, O_VALID_EVERY, O_VALID_BATCHES,
     O_SAMPLES_EVERY, O_NO_SAMPLES, O_SAMPLE_SECONDS, O_LOG_EVERY, O_SPIKE, O_MAX_SKIPS, O_AUDIO_RATE,
-    O_DASHBOARD, O_PATIENCE, O_PLATEAU_FACTOR, O_EARLY_STOP, O_NO_INIT_BIAS, O_END
+    O_DASHBOARD, O_PATIENCE, O_PLATEAU_FACTOR, O_EARLY_STOP, O_NO_INIT_BIAS, O_PRECISION, O_END
 };
 
 #define GIVEN(o) (given[(o) - O_CORPUS])
@@ -113,14 +118,33 @@ static bool copy_path(const char *flag, const char *s, char *dst) {
     return true;
 }
 
-/* cpu, cuda, cuda:N. CLI_OK, CLI_USAGE (malformed) or CLI_FAIL (not available here). */
-static int check_device(const char *d) {
+int train_check_device_opts(const train_opts *o, int processes, bool quiet, bool precision) {
+    const char *d = o->device[0] ? o->device : "cpu";
     ct_device dev;
     char why[256] = "";
-    if (ct_device_parse(d, &dev, why, sizeof why) != CT_OK) return cli_usage("train", "--device: %s", why);
-    if (!ct_device_available(dev, why, sizeof why))
-        return cli_fail("train", "--device %s: %s; train with --device cpu", d, why);
-    return CLI_OK;
+    if (processes > 1 && ct_device_parse(d, &dev, why, sizeof why) == CT_OK && dev.type == CT_CUDA &&
+        strcmp(d, "cuda") != 0)
+        return quiet ? CLI_USAGE
+                     : cli_usage("train", "--device %s with %d processes (mpirun): every process takes a GPU of its "
+                                 "own; give --device cuda (process i uses cuda:(its local rank %% the GPUs of its "
+                                 "machine)). --device cuda:N is for one process", d, processes);
+    int rc = cli_device("train", d, processes > 1 ? "train with --device cpu (MPI reduces the gradients)"
+                                                         : "train with --device cpu", quiet, &dev);
+    if (rc != CLI_OK || !precision || o->precision == TRAIN_FP32 || dev.type != CT_CPU) return rc;
+    /* tf32 / bf16 are modes of a CUDA device's matrix products */
+    return quiet ? CLI_USAGE
+                 : cli_usage("train", "--precision %s needs a CUDA device (--device cuda or cuda:N); the CPU "
+                             "computes in float32 only: drop --precision or give --precision fp32",
+                             train_precision_name(o->precision));
+}
+
+/* One process: --device (and --precision) checked here. Under mpirun with several processes
+ * the checks wait for MPI (train_dist_begin), so that the job prints one message and every
+ * process ends normally. */
+static int check_device(const train_opts *o, bool precision) {
+    ct_dist_launch L;
+    if (ct_dist_launch_env(NULL, &L) == CT_OK && L.launched && L.size > 1) return CLI_OK;
+    return train_check_device_opts(o, 1, false, precision);
 }
 
 static void cfg_describe_with(const cc_config *base, const train_opts *o, char *buf, size_t n) {
@@ -233,6 +257,12 @@ static int merge_resume(train_opts *o, const train_opts *cli, const bool *given,
     if (GIVEN(O_MAX_SKIPS)) o->max_skips = cli->max_skips;
     if (GIVEN(O_WORKERS)) o->workers = cli->workers;
     if (GIVEN(O_DEVICE)) strcpy(o->device, cli->device);
+    if (GIVEN(O_PRECISION)) {
+        if (cli->precision != saved.precision)
+            printf("note: --precision %s (the run had %s)\n", train_precision_name(cli->precision),
+                   train_precision_name(saved.precision));
+        o->precision = cli->precision;
+    }
     if (GIVEN(O_CKPT_EVERY)) o->checkpoint_every = cli->checkpoint_every;
     if (GIVEN(O_KEEP)) o->keep = cli->keep;
     if (GIVEN(O_VALID_EVERY)) o->valid_every = cli->valid_every;
@@ -269,11 +299,11 @@ static void write_status(train_run *r, train_status *st, const char *state, cons
     char json[1024];
     int n = snprintf(json, sizeof json,
                      "{\"state\":\"%s\",\"step\":%lld,\"total_steps\":%lld,\"epoch\":%lld,\"eta_s\":%.1f,"
-                     "\"device\":\"%s\",\"pid\":%ld,\"started\":%.3f,\"updated\":%.3f,\"last_checkpoint\":\"%s\","
+                     "\"device\":\"%s\",\"precision\":\"%s\",\"pid\":%ld,\"started\":%.3f,\"updated\":%.3f,\"last_checkpoint\":\"%s\","
                      "\"message\":\"%s\"}\n",
                      state, (long long)r->step, (long long)r->total_steps,
                      (long long)(r->batches_per_epoch > 0 ? (r->step > 0 ? r->step - 1 : 0) / r->batches_per_epoch : 0), eta,
-                     dev, (long)getpid(), st->started, now, ckpt, message ? message : "");
+                     dev, train_precision_name(r->o.precision), (long)getpid(), st->started, now, ckpt, message ? message : "");
     if (n <= 0 || n >= (int)sizeof json) return;
     char path[TRAIN_PATH_MAX + 32], tmp[TRAIN_PATH_MAX + 48];
     snprintf(path, sizeof path, "%s/status.json", r->o.out);
@@ -315,6 +345,7 @@ static int train_main(int argc, char **argv) {
         {"dropout", required_argument, NULL, O_DROPOUT},
         {"seed", required_argument, NULL, O_SEED},
         {"device", required_argument, NULL, O_DEVICE},
+        {"precision", required_argument, NULL, O_PRECISION},
         {"workers", required_argument, NULL, O_WORKERS},
         {"resume", required_argument, NULL, O_RESUME},
         {"checkpoint-every", required_argument, NULL, O_CKPT_EVERY},
@@ -370,6 +401,11 @@ static int train_main(int argc, char **argv) {
         case O_DEVICE:
             if (strlen(optarg) >= sizeof o.device) return cli_usage("train", "--device '%s': expected cpu, cuda or cuda:N", optarg);
             strcpy(o.device, optarg);
+            break;
+        case O_PRECISION:
+            if ((v = train_precision_parse(optarg)) < 0)
+                return cli_usage("train", "--precision '%s': expected fp32, tf32 or bf16", optarg);
+            o.precision = (train_precision)v;
             break;
         case O_NO_SAMPLES: o.samples = false; break;
         case O_NO_INIT_BIAS: o.init_bias = false; break;
@@ -434,8 +470,8 @@ static int train_main(int argc, char **argv) {
     if (GIVEN(O_EPOCHS)) o.steps = 0;
     if (o.lr_min > o.lr && o.sched == TRAIN_LR_COSINE)
         return cli_usage("train", "--lr-min %g is above --lr %g", o.lr_min, o.lr);
-    if (GIVEN(O_DEVICE)) {
-        int rc = check_device(o.device);
+    if (GIVEN(O_DEVICE)) {   /* at once (--precision waits for a resumed run's options) */
+        int rc = check_device(&o, false);
         if (rc != CLI_OK) return rc;
     }
     int64_t resume_step = -1;
@@ -447,12 +483,13 @@ static int train_main(int argc, char **argv) {
                             "ckpt-STEP.state, written by cantor train)", resume);
         int rc = merge_resume(&o, &cli, given, resume, resume_step);
         if (rc != CLI_OK) return rc;
-        rc = check_device(o.device);
-        if (rc != CLI_OK) return rc;
+
     } else {
         if (!o.corpus[0]) return cli_usage("train", "--corpus FILE is required (make one with 'cantor corpus build')");
         if (!o.out[0]) return cli_usage("train", "--out RUN_DIR is required");
     }
+    int crc = check_device(&o, true);
+    if (crc != CLI_OK) return crc;
     static train_run r;
     train_run_init(&r, &o);
     r.resumed = resume_step >= 0;

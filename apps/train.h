@@ -42,12 +42,17 @@
  * valid loss; then the rate is multiplied by --plateau-factor (again after each further
  * --patience such validations). The factor so far is run state (train_run.lr_scale). */
 typedef enum train_sched { TRAIN_LR_CONSTANT = 0, TRAIN_LR_STEP, TRAIN_LR_EXP, TRAIN_LR_COSINE, TRAIN_LR_PLATEAU } train_sched;
+/* --precision: the GEMMs of a CUDA device (engine/device.h): float32, TF32 (ct_device_set_tf32)
+ * or bf16 inputs with float32 accumulation and master weights (ct_device_set_bf16). The CPU is
+ * always float32. */
+typedef enum train_precision { TRAIN_FP32 = 0, TRAIN_TF32, TRAIN_BF16 } train_precision;
 
 typedef struct train_opts {
     char corpus[TRAIN_PATH_MAX];      /* as given: a corpus file or a folder */
     char corpus_file[TRAIN_PATH_MAX]; /* the corpus file trained on ("" for audio folders) */
     char out[TRAIN_PATH_MAX];         /* the run folder */
     char device[32];
+    train_precision precision;        /* --precision (default fp32); may change on resume */
     int model;                        /* cc_encoding; -1 = from the corpus */
     cc_cell cell;
     int64_t layers, hidden, embed;
@@ -77,6 +82,9 @@ void train_opts_defaults(train_opts *o);
 /* The schedule's name: "constant", "step", "exp", "cosine", "plateau"; parse returns -1 when unknown. */
 const char *train_sched_name(train_sched s);
 int train_sched_parse(const char *s);
+/* "fp32", "tf32", "bf16"; parse returns -1 when unknown. */
+const char *train_precision_name(train_precision p);
+int train_precision_parse(const char *s);
 /* The learning rate for step (0-based): linear warm-up over o->warmup steps, then the schedule
  * (cosine: from o->lr down to o->lr_min over lr_decay_steps, counted from step 0; plateau: o->lr,
  * which the loop multiplies by train_run.lr_scale). */
@@ -134,6 +142,8 @@ struct train_run {
     int64_t resume_step;
     ct_ctx *ctx;
     ct_device dev;                           /* --device: the model and optimizer live there */
+    bool dev_chosen;                         /* dev was set before train_setup (data-parallel on
+                                                GPUs: ct_dist_gpu_init's device for this process) */
     /* data */
     cp_dataset *train_ds, *valid_ds;         /* corpus files */
     cp_audio_dataset *audio;                 /* --model audio */
@@ -252,6 +262,13 @@ const char *train_path(const train_run *r, char *buf, size_t n, const char *fmt,
 bool train_write_atomic(const char *path, const void *data, size_t n, char *err, size_t errn);
 /* JSON string (quotes included) of s, appended at buf[*len] (bounded by n). */
 void train_json_str(char *buf, size_t n, size_t *len, const char *s);
+
+/* ---- --device and --precision (cmd_train.c) ---------------------------------------------- */
+/* cantor train's --device and --precision (o->device, o->precision) for a run of `processes`
+ * processes: malformed, an index with several processes (each takes its own GPU: --device
+ * cuda), tf32 / bf16 on the CPU: CLI_USAGE; a device that is not there: CLI_FAIL; else CLI_OK.
+ * precision false: --device only. quiet: no message. */
+int train_check_device_opts(const train_opts *o, int processes, bool quiet, bool precision);
 
 /* ---- the sample gallery (train_samples.c) -------------------------------------------------- */
 /* samples/step-STEP.mid (+ .wav) and a line in samples.jsonl; a failure is a warning. */

@@ -73,6 +73,18 @@ int train_sched_parse(const char *s) {
     return -1;
 }
 
+static const char *const PRECISION_NAMES[] = {"fp32", "tf32", "bf16"};
+
+const char *train_precision_name(train_precision p) {
+    return (unsigned)p < 3u ? PRECISION_NAMES[p] : "?";
+}
+
+int train_precision_parse(const char *s) {
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, PRECISION_NAMES[i])) return i;
+    return -1;
+}
+
 double train_lr_at(const train_opts *o, int64_t total_steps, int64_t step) {
     if (step < 0) step = 0;
     const double base = o->lr;
@@ -153,7 +165,7 @@ bool train_opts_write(const train_opts *o, train_kv *kv) {
     KI("valid_batches", o->valid_batches) KI("samples_every", o->samples_every) KI("samples", o->samples)
     KD("sample_seconds", o->sample_seconds) KI("log_every", o->log_every) KI("audio_rate", o->audio_rate)
     KI("patience", o->patience) KD("plateau_factor", o->plateau_factor) KI("early_stop", o->early_stop)
-    KI("init_bias", o->init_bias)
+    KI("init_bias", o->init_bias) KS("precision", train_precision_name(o->precision))
 #undef KI
 #undef KD
 #undef KS
@@ -187,6 +199,11 @@ bool train_opts_read(const char *text, train_opts *out, char *err, size_t n) {
         if (train_kv_get(text, "plateau_factor", v, sizeof v)) o.plateau_factor = strtod(v, NULL);
         if (train_kv_get(text, "early_stop", v, sizeof v)) o.early_stop = strtoll(v, NULL, 10);
         o.init_bias = train_kv_get(text, "init_bias", v, sizeof v) && strtol(v, NULL, 10) != 0;
+        if (train_kv_get(text, "precision", v, sizeof v)) {   /* older runs: fp32 */
+            int p = train_precision_parse(v);
+            if (p < 0) missing = "precision";
+            else o.precision = (train_precision)p;
+        }
     }
 #undef GET
 #undef RI
@@ -681,6 +698,8 @@ bool train_write_run_json(train_run *r) {
     if (k < sizeof buf) train_json_str(buf, sizeof buf, &k, o->corpus_file);
     OUT(",\"model\":%s,\"parameters\":%lld,\"device\":", cfg, (long long)cc_model_num_params(r->m));
     if (k < sizeof buf) train_json_str(buf, sizeof buf, &k, o->device);
+    OUT(",\"precision\":\"%s\"", train_precision_name(o->precision));
+    if (r->world_size > 1) OUT(",\"processes\":%d", r->world_size);
     OUT(",\"steps\":%lld,\"epochs\":%lld,\"batches_per_epoch\":%lld,\"batch\":%lld,\"window\":%lld,"
         "\"optimizer\":\"Adam\",\"lr\":%.17g,\"lr_schedule\":\"%s\",\"warmup\":%lld,\"lr_step_size\":%lld,"
         "\"lr_gamma\":%.17g,\"lr_min\":%.17g,\"lr_decay_steps\":%lld,\"clip\":%.17g,\"dropout\":%.17g,"

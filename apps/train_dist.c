@@ -56,12 +56,68 @@ static ct_status dist_grad_sync(train_run *r, ct_tensor *flat_grads, int64_t *co
     return CT_OK;
 }
 
+/* --device cuda under mpirun: every process takes the GPU local_rank % (GPUs on its machine)
+ * (ct_dist_gpu_init, which also makes the NCCL communicator); train_setup moves the model and
+ * the optimizer there. The processes first agree that each has a GPU, so that a machine
+ * without one ends the job with one message and no process waits. CLI_OK, or an exit code
+ * (every process returns the same one; a failure inside the NCCL set-up that one process
+ * may see alone ends the whole job). */
+static int dist_gpu_begin(train_run *r, ct_dist *d) {
+    ct_device want;
+    const int rank = ct_dist_rank(d), size = ct_dist_size(d);
+    /* every process checked --device and --precision (dist_check_device) */
+    if (ct_device_parse(r->o.device[0] ? r->o.device : "cpu", &want, NULL, 0) != CT_OK || want.type == CT_CPU)
+        return CLI_OK;
+    int dev = -1;
+    ct_status s = ct_dist_gpu_init(d, &dev);
+    if (s == CT_E_UNSUPPORTED)   /* the build: the same on every process, none went further */
+        return rank == 0 ? cli_fail("train", "--device %s with %d processes: %s; or train with --device cpu",
+                                    r->o.device, size, ct_ctx_error(g_dist.ctx))
+                         : CLI_FAIL;
+    if (s != CT_OK) {   /* perhaps this process's alone: the others may wait in NCCL's set-up */
+        cli_fail("train", "--device %s: %s", r->o.device, ct_ctx_error(g_dist.ctx));
+        fflush(stderr);
+        ct_dist_abort(d, CLI_FAIL);
+        return CLI_FAIL;
+    }
+    r->dev = CT_DEVICE_CUDA(dev);
+    r->dev_chosen = true;
+    return CLI_OK;
+}
+
+/* --device and --precision, checked by every process once MPI runs, so that a job whose
+ * options are wrong (a GPU that is not there, --device cuda:N) prints one message and every
+ * process then ends normally with the same exit code (none waits for another, and mpirun
+ * kills none before rank 0 has said why). Rank 0 speaks; a process that alone fails (a machine
+ * without a GPU) speaks for itself. */
+static int dist_check_device(train_run *r, ct_dist *d) {
+    const int rank = ct_dist_rank(d), size = ct_dist_size(d);
+    const int mine = train_check_device_opts(&r->o, size, rank != 0, true);
+    int64_t v[2] = {mine, rank == 0 ? mine : 0};   /* the worst code, and rank 0's */
+    if (ct_dist_allreduce_i64(d, v, 2, CT_DIST_MAX) != CT_OK) {
+        cli_fail("train", "%s", ct_ctx_error(g_dist.ctx));
+        ct_dist_abort(d, CLI_FAIL);
+        return CLI_FAIL;
+    }
+    if (v[0] != CLI_OK && v[1] == CLI_OK && mine != CLI_OK) {
+        fprintf(stderr, "cantor train: process %d of %d (rank 0 could start):\n", rank, size);
+        train_check_device_opts(&r->o, size, false, true);
+    }
+    return (int)v[0];
+}
+
 int train_dist_begin(train_run *r) {
     memset(&g_dist, 0, sizeof g_dist);
     g_dist.ctx = ct_ctx_new();
     if (!g_dist.ctx) return cli_fail("train", "out of memory");
     ct_ctx_set_error_handler(g_dist.ctx, NULL, NULL);
-    g_dist.d = ct_dist_new(g_dist.ctx, NULL);
+    ct_dist_opts dopts = ct_dist_defaults();
+    /* test-only (tests/check_mpi.sh): CANTOR_DIST_STAGE=host sends the gradients through the
+     * host round trip that GPU blocks take without NCCL, so that it runs on machines without
+     * a GPU; the results are the same bit for bit */
+    const char *stage = getenv("CANTOR_DIST_STAGE");
+    dopts.stage_through_host = stage && !strcmp(stage, "host");
+    g_dist.d = ct_dist_new(g_dist.ctx, &dopts);
     if (!g_dist.d) {
         int rc = cli_fail("train", "%s", ct_ctx_error(g_dist.ctx));
         ct_ctx_free(g_dist.ctx);
@@ -74,6 +130,8 @@ int train_dist_begin(train_run *r) {
     r->dist = d;
     r->world_size = size;
     r->writer = rank == 0;
+    int crc = dist_check_device(r, d);
+    if (crc != CLI_OK) return crc;
     /* errors every process sees alike: each returns them, and MPI finalizes normally */
     struct stat st;
     if (!r->resumed && stat(r->o.corpus, &st) == 0 && S_ISDIR(st.st_mode))
@@ -86,6 +144,8 @@ int train_dist_begin(train_run *r) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN), local = ct_dist_local_size(d) > 0 ? ct_dist_local_size(d) : 1;
         ct_blas_set_threads(cores / local < 1 ? 1 : (int)(cores / local));
     }
+    int rc = dist_gpu_begin(r, d);   /* --device cuda: one GPU per process, NCCL */
+    if (rc != CLI_OK) return rc;
     ct_rng seed;
     ct_rng_seed(&seed, (uint64_t)r->o.seed);
     g_dist.dropout_root = ct_rng_fork(&seed, 0x64726f70ULL + (uint64_t)rank);
@@ -119,6 +179,11 @@ int train_dist_ready(train_run *r, int rc) {
         train_say(r, "data-parallel: %d processes (%s), global batch %lld, %lld to %lld rows each", size,
                   ct_dist_describe(d, desc, sizeof desc), (long long)r->o.batch, (long long)(r->o.batch / size),
                   (long long)((r->o.batch + size - 1) / size));
+        if (getenv("CANTOR_DIST_STAGE") && !strcmp(getenv("CANTOR_DIST_STAGE"), "host"))
+            train_say(r, "data-parallel: gradients staged through host memory (CANTOR_DIST_STAGE=host, a test setting)");
+        if (r->dev.type != CT_CPU)
+            train_say(r, "data-parallel on GPUs: one per process (local rank %% the GPUs of its machine; this one "
+                      "cuda:%d), gradients summed by NCCL in its own order", r->dev.index);
     }
     return rc;
 }

@@ -273,11 +273,8 @@ int train_setup(train_run *r) {
     r->m = cc_model_new(r->ctx, &r->rng, &r->cfg);
     if (!r->m) return cli_fail("train", "%s", ct_ctx_error(r->ctx));
     char why[256] = "";
-    if (ct_device_parse(o->device[0] ? o->device : "cpu", &r->dev, why, sizeof why) != CT_OK)
+    if (!r->dev_chosen && ct_device_parse(o->device[0] ? o->device : "cpu", &r->dev, why, sizeof why) != CT_OK)
         return cli_usage("train", "--device: %s", why);
-    if (r->dist && r->dev.type != CT_CPU)
-        return cli_usage("train", "--device %s: data-parallel runs (mpirun) train on the CPU for now (the NCCL "
-                         "all-reduce is not wired into training yet); drop --device or run one process", o->device);
     if (r->dist && (o->sched == TRAIN_LR_PLATEAU || o->early_stop > 0))
         return cli_usage("train", "--lr-schedule plateau and --early-stop are not supported in data-parallel runs "
                          "yet (the validation runs on one process only)");
@@ -330,6 +327,19 @@ int train_setup(train_run *r) {
     /* the model and the optimizer to the device (after a resume loaded them on the CPU) */
     if (r->dev.type != CT_CPU && (ct_module_to(r->m, r->dev) != CT_OK || ct_optim_to(r->opt, r->dev) != CT_OK))
         return cli_fail("train", "--device %s: %s", o->device, ct_ctx_error(r->ctx));
+    /* --precision: the device's GEMM mode (cmd_train.c refused tf32 / bf16 on the CPU); set
+     * both ways, as the setting belongs to the device for the whole process */
+    if (r->dev.type != CT_CPU) {
+        char pwhy[256] = "";
+        if (ct_device_set_tf32(r->dev, o->precision == TRAIN_TF32, pwhy, sizeof pwhy) != CT_OK ||
+            ct_device_set_bf16(r->dev, o->precision == TRAIN_BF16, pwhy, sizeof pwhy) != CT_OK)
+            return cli_fail("train", "--precision %s on %s: %s", train_precision_name(o->precision), o->device,
+                            pwhy[0] ? pwhy : ct_ctx_error(r->ctx));
+        train_say(r, "precision: %s", o->precision == TRAIN_BF16 ? "bf16 (bfloat16 GEMM inputs, float32 accumulation, "
+                                                                 "float32 weights and optimizer)"
+                                      : o->precision == TRAIN_TF32 ? "tf32 (TF32 tensor-core GEMMs, float32 elsewhere)"
+                                                                   : "fp32");
+    }
     char sched[160];
     int k = snprintf(sched, sizeof sched, "%s", train_sched_name(o->sched));
     if (o->sched == TRAIN_LR_PLATEAU)

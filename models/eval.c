@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/autograd.h"
+#include "engine/device.h"
 #include "engine/layers.h"
 #include "engine/rnn.h"
 #include "models/composer.h"
@@ -40,6 +41,12 @@ typedef struct ev {
 static double softplus(double z) { return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)); }
 
 /* Scores rows (sorted by length, longest first; every length >= 2). */
+/* t on the model's device (t itself on the CPU); NULL passes through */
+static ct_tensor *on_model(ev *e, ct_tensor *t) {
+    const ct_device dev = ct_module_device(e->m);
+    return t && dev.type != CT_CPU ? ct_to(t, dev) : t;
+}
+
 static ct_status run_rows(ev *e, ct_data_item *const *rows, int64_t nr) {
     const int64_t T = rows[0]->len - 1, K = CC_ROLL_KEYS, H = e->H, L = e->L;
     memset(e->h, 0, sizeof(float) * (size_t)(L * nr * H));
@@ -75,13 +82,15 @@ static ct_status run_rows(ev *e, ct_data_item *const *rows, int64_t nr) {
             }
         ct_scope_begin(e->ctx);
         ct_tensor *lens = ct_from_i64(e->ctx, e->lens, 1, &nact);
-        ct_tensor *h0 = ct_from_f32(e->ctx, e->h, 3, (const int64_t[]){L, nact, H});
-        ct_tensor *c0 = e->lstm ? ct_from_f32(e->ctx, e->c, 3, (const int64_t[]){L, nact, H}) : NULL;
+        /* states and piano-roll frames go where the model is (token ids and lengths are read
+         * on the host by the recurrent layer) */
+        ct_tensor *h0 = on_model(e, ct_from_f32(e->ctx, e->h, 3, (const int64_t[]){L, nact, H}));
+        ct_tensor *c0 = e->lstm ? on_model(e, ct_from_f32(e->ctx, e->c, 3, (const int64_t[]){L, nact, H})) : NULL;
         ct_tensor *out = NULL, *hn = NULL, *cn = NULL;
         ct_status st = ct_ctx_status(e->ctx);
         if (lens && h0 && (c0 || !e->lstm)) {
             if (e->roll) {
-                ct_tensor *x = ct_from_f32(e->ctx, e->xf, 3, (const int64_t[]){Lc, nact, K});
+                ct_tensor *x = on_model(e, ct_from_f32(e->ctx, e->xf, 3, (const int64_t[]){Lc, nact, K}));
                 st = x ? ct_rnn_forward(rnn, x, lens, h0, c0, NULL, &out, &hn, e->lstm ? &cn : NULL)
                        : ct_ctx_status(e->ctx);
             } else {

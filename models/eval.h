@@ -18,7 +18,9 @@
  *     are sorted by length (longest first), batched, and run through the RNN in chunks of
  *     `chunk` steps whose final state starts the next chunk, so a long sequence costs bounded
  *     memory and gives the same figure as one forward pass over it (to float rounding; the sums
- *     are accumulated in double). The result does not depend on the dataset's order.
+ *     are accumulated in double). The result does not depend on the dataset's order;
+ *   - it runs where the model is (ct_module_to, engine/device.h): on a GPU the figures agree
+ *     with the CPU's to float rounding.
  *
  * OWNERSHIP: nothing is kept; the dataset's items are fetched with ct_dataset_get (rng NULL)
  * and freed here. Errors: a status plus a message in the model's context naming the item

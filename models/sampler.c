@@ -11,6 +11,7 @@
 #include "audio/mulaw.h"
 #include "audio/performance.h"
 #include "audio/pianoroll.h"
+#include "engine/device.h"
 #include "engine/rnn.h"
 #include "models/composer.h"
 #include "models/sampler.h"
@@ -187,6 +188,14 @@ struct cc_sampler {
     float *wp;                   /* [V] */
     int32_t *wi;                 /* [V] */
     phase ph;
+    /* a model on a device: a host copy of the embedding table, from which the input rows are
+     * gathered (refreshed when the table's storage, data or version changes: the weights are
+     * still read at every step) */
+    bool host_emb;               /* test hook: use the copy on the CPU too */
+    float *emb;                  /* [V, E] or NULL */
+    const ct_storage *emb_storage;
+    const void *emb_data;
+    uint64_t emb_version;
 };
 
 static ct_status sfail(cc_sampler *s, ct_status st, const char *fmt, const char *a) {
@@ -265,7 +274,12 @@ void cc_sampler_free(cc_sampler *s) {
     free(s->logits);
     free(s->wp);
     free(s->wi);
+    free(s->emb);
     free(s);
+}
+
+void cc__sampler_host_embedding(cc_sampler *s, bool on) {
+    if (s) s->host_emb = on;
 }
 
 void cc_sampler_reset(cc_sampler *s) {
@@ -289,22 +303,49 @@ ct_status cc_sampler_set_opts(cc_sampler *s, const cc_sample_opts *o) {
 
 int64_t cc_sampler_batch(const cc_sampler *s) { return s ? s->B : 0; }
 
-/* Checks that a parameter can be read as contiguous host floats. */
-static const float *host_param(cc_sampler *s, ct_module *owner, const char *name) {
+/* A parameter the step reads: a contiguous float32 tensor on the model's device (the CPU, or
+ * a CUDA device: ct_rnn_step_linear_f32 takes the output layer there). */
+static ct_tensor *step_param(cc_sampler *s, ct_module *owner, const char *name) {
     ct_tensor *t = ct_module_param(owner, name);
-    if (!t || t->dtype != CT_F32 || !ct_is_contiguous(t) || ct_tensor_device(t).type != CT_CPU) {
-        ct_fail(s->ctx, CT_E_UNSUPPORTED, "cc_sampler: parameter %s.%s is not a contiguous "
-                "float32 CPU tensor (sample on the CPU)", owner->name, name);
+    const ct_device dev = ct_module_device(s->model);
+    if (!t || t->dtype != CT_F32 || !ct_is_contiguous(t) || !ct_device_eq(ct_tensor_device(t), dev)) {
+        char d[16];
+        ct_fail(s->ctx, CT_E_UNSUPPORTED, "cc_sampler: parameter %s.%s is not a contiguous float32 tensor "
+                "on the model's device (%s): move the whole model with ct_module_to", owner->name, name,
+                ct_device_str(dev, d, sizeof d));
         return NULL;
     }
-    return ct_data_f32(t);
+    return t;
 }
 
-/* Runs the pending input through the RNN; with project, also the output layer into logits. */
+/* The embedding table [V, E] as host floats: the parameter itself on the CPU, else (or with
+ * the test hook) a host copy, fetched again whenever the parameter may have changed. */
+static const float *embedding_table(cc_sampler *s) {
+    ct_tensor *t = step_param(s, cc_model_embed(s->model), "weight");
+    if (!t) return NULL;
+    if (ct_tensor_device(t).type == CT_CPU && !s->host_emb) return ct_data_f32(t);
+    if (t->storage == s->emb_storage && ct_data(t) == s->emb_data && t->storage->version == s->emb_version)
+        return s->emb;
+    const size_t bytes = sizeof(float) * (size_t)ct_numel(t);
+    if (!s->emb && !(s->emb = malloc(bytes ? bytes : 1))) {
+        ct_fail(s->ctx, CT_E_NOMEM, "cc_sampler: out of memory for a host copy of the embedding (%zu bytes)", bytes);
+        return NULL;
+    }
+    s->emb_storage = NULL;   /* until the copy is whole */
+    if (ct_copy_to_host(t, s->emb, bytes) != CT_OK) return NULL;
+    s->emb_storage = t->storage;
+    s->emb_data = ct_data(t);
+    s->emb_version = t->storage->version;
+    return s->emb;
+}
+
+/* Runs the pending input through the RNN; with project, also the output layer into logits.
+ * The input and the logits are host buffers whatever the model's device (engine/rnn.h: a
+ * CUDA state takes host or device pointers for them). */
 static ct_status step_pending(cc_sampler *s, bool project) {
     const float *x = s->x;
     if (!s->roll) {
-        const float *emb = host_param(s, cc_model_embed(s->model), "weight");
+        const float *emb = embedding_table(s);
         if (!emb) return ct_ctx_status(s->ctx);
         if (s->B == 1) {
             x = emb + s->pend[0] * s->E;
@@ -317,9 +358,9 @@ static ct_status step_pending(cc_sampler *s, bool project) {
     /* the step and the output layer in one call: at batch 1 the state's worker thread shares
      * the projection with the layers (engine/rnn.h, ct_rnn_step_linear_f32) */
     ct_module *out = cc_model_out(s->model);
-    if (!host_param(s, out, "weight") || !host_param(s, out, "bias")) return ct_ctx_status(s->ctx);
-    return ct_rnn_step_linear_f32(cc_model_rnn(s->model), x, s->st, ct_module_param(out, "weight"),
-                                  ct_module_param(out, "bias"), s->logits, NULL);
+    ct_tensor *w = step_param(s, out, "weight"), *bias = w ? step_param(s, out, "bias") : NULL;
+    if (!w || !bias) return ct_ctx_status(s->ctx);
+    return ct_rnn_step_linear_f32(cc_model_rnn(s->model), x, s->st, w, bias, s->logits, NULL);
 }
 
 ct_status cc_sampler_feed_tokens(cc_sampler *s, const int64_t *tokens, int64_t n, bool per_row) {

@@ -24,6 +24,13 @@
  * depends only on the seed, the row, the model and the options: row b of a batch of 8 is row
  * b of a batch of 2, and the same seed gives the same samples on every machine.
  *
+ * DEVICES. The model may live on a CUDA device (ct_module_to; make the sampler after the
+ * move): the RNN state and the output layer run there, the choices on the host (the logits
+ * come back to a host buffer each step, the input rows go there from a host copy of the
+ * embedding table, refreshed whenever the table changes). The choices and their random draws
+ * are the same; the logits agree with the CPU's to float rounding, so a sample from a GPU may
+ * differ from the CPU's where two probabilities are within rounding of a draw.
+ *
  * OWNERSHIP. A sampler is the caller's (cc_sampler_free; NULL is a no-op); it borrows the
  * model, which must outlive it (training the model between steps is fine: weights are read at
  * every step). Errors are a status plus a message in the model's context.
@@ -66,6 +73,9 @@ typedef struct cc_sampler cc_sampler;
  * NULL + error in the model's context. */
 cc_sampler *cc_sampler_new(ct_module *model, int64_t batch, const cc_sample_opts *o, ct_rng *rng);
 void cc_sampler_free(cc_sampler *s);
+/* Tests only: on (a CPU model too) the input rows come from the host copy of the embedding
+ * table that a model on a device uses, so that a machine without a GPU runs that code. */
+void cc__sampler_host_embedding(cc_sampler *s, bool on);
 /* Back to the start (zero state, nothing fed); the random streams go on. */
 void cc_sampler_reset(cc_sampler *s);
 ct_status cc_sampler_set_opts(cc_sampler *s, const cc_sample_opts *o);

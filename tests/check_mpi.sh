@@ -19,7 +19,10 @@
 #      make test-asan has built ASAN_BUILD, default build/asan);
 #   4. once `cantor train` is data-parallel: `mpirun -np 2 bin/cantor train` against one
 #      process (1e-5), a resumed 2-process run against an uninterrupted one (bit for bit), and
-#      the refusal to resume it with 3 processes.
+#      the refusal to resume it with 3 processes; the gradients through the host round trip of
+#      GPU blocks without NCCL (CANTOR_DIST_STAGE=host: bit for bit); --device cpu (bit for
+#      bit); --device cuda:1 (a usage error) and, without a GPU, --device cuda and --precision
+#      bf16: every process fails at once, the message printed once.
 # Exits 0 when every check passes, 1 when one fails, and 0 with a "skipped" line when mpirun
 # or Open MPI's development files are missing. As root it passes --allow-run-as-root.
 # Environment: BUILD (the library's build folder, default build/release), CC (default cc),
@@ -137,6 +140,40 @@ else
             cat "$WORK/t4.log"
             exit 1
         fi
+        # the host round trip that GPU gradient blocks take without NCCL (copy to the host, the
+        # fixed-order MPI sum, copy back), forced on the CPU: the same weights bit for bit
+        echo "check_mpi: cantor train on 2 processes through the host round trip (CANTOR_DIST_STAGE=host)"
+        CANTOR_DIST_STAGE=host $MPIRUN -x CANTOR_DIST_STAGE -np 2 "$CANTOR" train $TA --steps 12 --out "$WORK/t5" \
+            < /dev/null > "$WORK/t5.log"
+        grep -q "gradients staged through host memory" "$WORK/t5.log" ||
+            { echo "check_mpi: CANTOR_DIST_STAGE=host did not reach the processes:"; cat "$WORK/t5.log"; exit 1; }
+        "$TOOL" compare "$WORK/t5/model.safetensors" "$WORK/t2/model.safetensors" 0
+        "$TOOL" compare "$WORK/t5/model.safetensors" "$WORK/t1/model.safetensors" 1e-5
+        # --device under mpirun: cuda:N is a usage error (2), and without a GPU --device cuda fails
+        # (1) on every process before MPI starts: one message for the job, no process left waiting
+        expect_one() {   # expect_one CODE MESSAGE ARGS...: exit CODE, MESSAGE printed exactly once
+            code=$1; msg=$2; shift 2
+            set +e
+            timeout 120 $MPIRUN -np 2 "$CANTOR" train $TA --steps 2 --out "$WORK/t6" "$@" < /dev/null > "$WORK/t6.log" 2>&1
+            got=$?
+            set -e
+            if [ "$got" = 124 ]; then echo "check_mpi: cantor train $* under mpirun hung"; cat "$WORK/t6.log"; exit 1; fi
+            if [ "$got" = 0 ] || [ "$(grep -c -- "$msg" "$WORK/t6.log")" != 1 ] ||
+               ! grep -q "Exit code: *$code" "$WORK/t6.log"; then
+                echo "check_mpi: cantor train $* under mpirun: expected exit code $code and '$msg' once:"
+                cat "$WORK/t6.log"
+                exit 1
+            fi
+        }
+        echo "check_mpi: cantor train --device under mpirun"
+        expect_one 2 "give --device cuda" --device cuda:1
+        if ! "$CANTOR" --version | grep -q "CUDA: compiled in, [0-9][0-9]* device"; then
+            expect_one 1 "cantor train: --device cuda: " --device cuda
+        fi
+        expect_one 2 "needs a CUDA device" --precision bf16
+        [ ! -e "$WORK/t6" ] || { echo "check_mpi: a refused run created its folder"; exit 1; }
+        $MPIRUN -np 2 "$CANTOR" train $TA --steps 12 --out "$WORK/t7" --device cpu < /dev/null > /dev/null
+        "$TOOL" compare "$WORK/t7/model.safetensors" "$WORK/t2/model.safetensors" 0
     fi
 fi
 echo "check_mpi: ok"

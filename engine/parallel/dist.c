@@ -176,6 +176,7 @@ ct_dist *ct_dist_new(ct_ctx *ctx, const ct_dist_opts *opts) {
     }
     d->ctx = ctx;
     d->reduce = o.reduce;
+    d->stage_host = o.stage_through_host;
     d->rank = 0;
     d->size = 1;
     d->local_rank = 0;

@@ -50,7 +50,17 @@
  * So the result is identical on every rank, bit for bit, independent of Open MPI's algorithm
  * choices, and equal to ct_dist_combine_grads computed in one process on the same shards.
  * CT_DIST_REDUCE_MPI uses MPI_Allreduce instead (Open MPI's tuned algorithms; order theirs).
- * The GPU path (NCCL) sums in NCCL's order.
+ *
+ * BLOCKS ON A GPU. The flat blocks may live on a CUDA device (ct_module_to). After
+ * ct_dist_gpu_init in a build with NCCL, ct_dist_average_grads scales the block by
+ * ct_dist_grad_weight on the device and sums it with ncclAllReduce (NCCL's order: reproducible
+ * for the same world and NCCL version, but NOT the fixed order above, so not bitwise equal to
+ * the CPU path), and ct_dist_broadcast_params uses ncclBroadcast. Without ct_dist_gpu_init, or
+ * in a build without NCCL, the block makes a host round trip (copied to host memory, weighted
+ * and reduced there exactly as a CPU block, copied back), so the result equals the CPU path
+ * bit for bit. ct_dist_check_params hashes a host copy of the block on any device. In a
+ * single-process world every device behaves as the CPU does (nothing changes when
+ * count == global_count > 0, zeros when count is 0).
  *
  * HOW EXACT. N ranks give bit for bit what one process gives when it computes the same N
  * shards one after the other and combines them with ct_dist_combine_grads (and a resumed run
@@ -110,6 +120,12 @@ typedef enum ct_dist_reduce {
 typedef struct ct_dist_opts {
     ct_dist_mode mode;          /* CT_DIST_AUTO */
     ct_dist_reduce reduce;      /* CT_DIST_REDUCE_FIXED */
+    /* false. A testing aid: ct_dist_average_grads and ct_dist_broadcast_params stage EVERY
+     * flat block through the host round trip that device blocks take without NCCL (copy to a
+     * host buffer, the host collective, copy back through ct_to + ct_inplace_copy), even CPU
+     * blocks and single-process worlds, so that a machine without a GPU runs that code. The
+     * results are those of the ordinary path, bit for bit. */
+    bool stage_through_host;
 } ct_dist_opts;
 ct_dist_opts ct_dist_defaults(void);
 
@@ -157,7 +173,8 @@ ct_status ct_dist_barrier(ct_dist *d);
 ct_status ct_dist_allreduce_tensor(ct_dist *d, ct_tensor *t, ct_dist_op op);
 
 /* ---- modules and gradients --------------------------------------------------------------------- */
-/* Copies root's flat parameter block from rank 0 to every rank (flattening it if needed). */
+/* Copies root's flat parameter block from rank 0 to every rank (flattening it if needed), on
+ * whatever device it lives (see BLOCKS ON A GPU). */
 ct_status ct_dist_broadcast_params(ct_dist *d, ct_module *root);
 /* CT_E_STATE when the flat parameter blocks are not bitwise identical on every rank (the
  * message lists the ranks that differ from rank 0); a 64-bit hash per rank is compared. */
@@ -171,7 +188,9 @@ float ct_dist_grad_weight(int64_t count, int64_t global_count);
  * with global_count = the sum of every rank's count (one ct_dist_allreduce_i64 per step):
  * replaces root's flat gradient block on every rank by the gradient of the global mean,
  * sum_r weight_r * g_r (weight_r = ct_dist_grad_weight(count_r, global_count); a rank with
- * count 0 contributes zeros whatever its block holds), summed in the fixed order. In a
+ * count 0 contributes zeros whatever its block holds), summed in the fixed order (NCCL's on a
+ * GPU after ct_dist_gpu_init: see BLOCKS ON A GPU; CT_E_DEVICE when the block is on another
+ * CUDA device than the one ct_dist_gpu_init chose). In a
  * single-process world: nothing changes when count == global_count > 0; the block is zeroed
  * when count is 0. CT_E_ARG when count < 0 or count > global_count. */
 ct_status ct_dist_average_grads(ct_dist *d, ct_module *root, int64_t count, int64_t global_count);
@@ -213,9 +232,13 @@ ct_status ct_dist_state_check(ct_dist *d, const uint8_t *in, size_t n);
 /* ---- GPUs (NCCL, bootstrapped over MPI) ---------------------------------------------------------- */
 /* Picks CUDA device local_rank % device_count (written to *device; may be NULL), makes it
  * current, and creates an NCCL communicator over the world: rank 0 makes the unique id
- * (ncclGetUniqueId) and MPI broadcasts it. CT_E_DEVICE with no CUDA device, CT_E_UNSUPPORTED
- * in a build without CUDA, NCCL or MPI (the message says which). In a single-process world
- * it only picks the device. Freed by ct_dist_free. */
+ * (ncclGetUniqueId) and MPI broadcasts it. CT_E_DEVICE with no CUDA device, or with more
+ * processes on this machine than CUDA devices (NCCL cannot give two ranks one GPU; the message
+ * says how many to start), CT_E_UNSUPPORTED in a build without CUDA, NCCL or MPI (the message
+ * says which). In a single-process world it only picks the device. Collectives on CUDA
+ * buffers are queued on the engine's stream of that device (no host wait). A failure seen
+ * by one process alone (inside ncclCommInitRank) can leave the others waiting there: an
+ * application ends the job then (ct_dist_abort). Freed by ct_dist_free. */
 ct_status ct_dist_gpu_init(ct_dist *d, int *device);
 
 #endif

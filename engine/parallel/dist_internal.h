@@ -15,6 +15,7 @@ struct ct_dist {
     bool mpi;                  /* collectives go through MPI (false: the single-process world) */
     bool owns_mpi;             /* ct_dist_new called MPI_Init: ct_dist_free finalizes */
     ct_dist_reduce reduce;
+    bool stage_host;           /* ct_dist_opts.stage_through_host */
     void *scratch;             /* the fixed-order reduction's receive buffer */
     size_t scratch_bytes;
     char impl[96];             /* "Open MPI v4.1.4" ... */
@@ -29,5 +30,11 @@ struct ct_dist {
 void ct__dist_gpu_free(ct_dist *d);
 /* nccl.c: SUM/MEAN/MAX/MIN over a contiguous float32 CUDA buffer of n elements, in place. */
 ct_status ct__dist_gpu_allreduce(ct_dist *d, float *dev_ptr, int64_t n, ct_dist_op op);
+/* nccl.c: root's n floats of a CUDA buffer to every rank (ncclBroadcast, in place). */
+ct_status ct__dist_gpu_broadcast(ct_dist *d, float *dev_ptr, int64_t n, int root);
+/* nccl.c: whether ct_dist_gpu_init made an NCCL communicator (a build with NCCL and MPI, a
+ * world of more than one process): device blocks then reduce through NCCL, else through host
+ * memory. */
+bool ct__dist_gpu_has_comm(const ct_dist *d);
 
 #endif

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/device.h"
+#include "engine/ops.h"
 #include "engine/parallel/dist_internal.h"
 
 float ct_dist_grad_weight(int64_t count, int64_t global_count) {
@@ -28,6 +30,46 @@ static ct_tensor *flat_block(ct_dist *d, ct_module *root, bool grads, const char
     return t;
 }
 
+/* ---- blocks through host memory (a device block without NCCL; stage_through_host) ---------- */
+/* A host copy of block t (numel floats; malloc'd), or NULL with the error in d->ctx. */
+static float *to_host(ct_dist *d, ct_tensor *t, const char *fn) {
+    const int64_t n = ct_numel(t);
+    float *h = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!h) {
+        ct_fail(d->ctx, CT_E_NOMEM, "dist: %s: out of memory for a host copy of %lld floats", fn, (long long)n);
+        return NULL;
+    }
+    ct_status s = ct_copy_to_host(t, h, sizeof(float) * (size_t)n);
+    if (s != CT_OK) {
+        ct_fail(d->ctx, s, "dist: %s: copying the block to the host: %s", fn, ct_ctx_error(t->ctx));
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* Writes the host floats back into block t on its device (ct_to + ct_inplace_copy: for a CPU
+ * block ct_to is the wrapped buffer itself). */
+static ct_status from_host(ct_dist *d, ct_tensor *t, float *h, const char *fn) {
+    ct_ctx *c = t->ctx;
+    ct_scope_begin(c);
+    ct_tensor *w = ct_wrap_f32(c, h, t->ndim, t->shape);
+    ct_tensor *on = w ? ct_to(w, ct_tensor_device(t)) : NULL;
+    ct_status s = on ? ct_inplace_copy(t, on) : ct_ctx_status(c);
+    if (s == CT_OK && !on) s = CT_E_NOMEM;
+    ct_scope_end(c);
+    if (s != CT_OK)
+        return ct_fail(d->ctx, s, "dist: %s: copying the block back to its device: %s", fn, ct_ctx_error(c));
+    return CT_OK;
+}
+
+/* The weighting of a host block, as a CPU block is weighted. */
+static void weigh_host(float *p, int64_t n, float w) {
+    if (w == 0.0f) memset(p, 0, sizeof(float) * (size_t)n);   /* zeros even over NaN */
+    else if (w != 1.0f)
+        for (int64_t i = 0; i < n; i++) p[i] *= w;
+}
+
 ct_status ct_dist_average_grads(ct_dist *d, ct_module *root, int64_t count, int64_t global_count) {
     if (!d) return CT_E_NULL;
     if (count < 0 || count > global_count)
@@ -39,18 +81,33 @@ ct_status ct_dist_average_grads(ct_dist *d, ct_module *root, int64_t count, int6
     if (!g) return ct_ctx_status(d->ctx);
     const float w = ct_dist_grad_weight(count, global_count);
     const int64_t n = ct_numel(g);
-    if (ct_tensor_device(g).type == CT_CPU) {
+    const ct_device dev = ct_tensor_device(g);
+    const bool multi = d->mpi && d->size > 1;
+    /* a device block without NCCL (or any block, when asked): weighted and reduced on the host */
+    if (d->stage_host || (dev.type != CT_CPU && multi && !ct__dist_gpu_has_comm(d))) {
+        float *h = to_host(d, g, "average_grads");
+        if (!h) return ct_ctx_status(d->ctx);
+        weigh_host(h, n, w);
+        ct_status s = ct_dist_allreduce_f32(d, h, n, CT_DIST_SUM);
+        if (s == CT_OK) s = from_host(d, g, h, "average_grads");
+        free(h);
+        return s;
+    }
+    if (dev.type == CT_CPU) {
         float *p = ct_data_f32(g);
-        if (w == 0.0f) memset(p, 0, sizeof(float) * (size_t)n);   /* zeros even over NaN */
-        else if (w != 1.0f)
-            for (int64_t i = 0; i < n; i++) p[i] *= w;
+        weigh_host(p, n, w);
         if (g->storage) g->storage->version++;
     } else {
+        if (multi && dev.index != d->gpu_device)
+            return ct_fail(d->ctx, CT_E_DEVICE, "dist: average_grads: the gradients are on cuda:%d but "
+                                                "ct_dist_gpu_init gave rank %d cuda:%d: move the model "
+                                                "to the device ct_dist_gpu_init chose",
+                           dev.index, d->rank, d->gpu_device);
         ct_status s = w == 0.0f ? ct_inplace_fill(g, 0.0f) : w != 1.0f ? ct_inplace_scale(g, w) : CT_OK;
-        if (s != CT_OK) return s;
+        if (s != CT_OK) return ct_fail(d->ctx, s, "dist: average_grads: %s", ct_ctx_error(g->ctx));
     }
-    if (d->size == 1) return CT_OK;
-    return ct_dist_allreduce_tensor(d, g, CT_DIST_SUM);
+    if (!multi) return CT_OK;
+    return ct_dist_allreduce_tensor(d, g, CT_DIST_SUM);   /* the fixed order, or NCCL's on a GPU */
 }
 
 ct_status ct_dist_combine_grads(float *out, const float *const *grads, const int64_t *counts,
@@ -84,11 +141,28 @@ ct_status ct_dist_broadcast_params(ct_dist *d, ct_module *root) {
     if (!d) return CT_E_NULL;
     ct_tensor *p = flat_block(d, root, false, "broadcast_params");
     if (!p) return ct_ctx_status(d->ctx);
-    if (d->size == 1) return CT_OK;
-    if (ct_tensor_device(p).type != CT_CPU)
-        return ct_fail(d->ctx, CT_E_UNSUPPORTED, "dist: broadcast_params: the parameters are on a GPU; "
-                                                 "broadcast them on the CPU before moving the model");
-    ct_status s = ct_dist_broadcast_f32(d, ct_data_f32(p), ct_numel(p), 0);
+    const ct_device dev = ct_tensor_device(p);
+    const bool multi = d->mpi && d->size > 1;
+    if (d->stage_host || (dev.type != CT_CPU && multi && !ct__dist_gpu_has_comm(d))) {
+        float *h = to_host(d, p, "broadcast_params");
+        if (!h) return ct_ctx_status(d->ctx);
+        ct_status s = ct_dist_broadcast_f32(d, h, ct_numel(p), 0);
+        /* rank 0's block is already what it sends: only the others write it back */
+        if (s == CT_OK && d->rank != 0) s = from_host(d, p, h, "broadcast_params");
+        free(h);
+        return s;
+    }
+    if (!multi) return CT_OK;
+    ct_status s;
+    if (dev.type == CT_CPU) {
+        s = ct_dist_broadcast_f32(d, ct_data_f32(p), ct_numel(p), 0);
+    } else {
+        if (dev.index != d->gpu_device)
+            return ct_fail(d->ctx, CT_E_DEVICE, "dist: broadcast_params: the parameters are on cuda:%d but "
+                                                "ct_dist_gpu_init gave rank %d cuda:%d",
+                           dev.index, d->rank, d->gpu_device);
+        s = ct__dist_gpu_broadcast(d, ct_data_f32(p), ct_numel(p), 0);
+    }
     if (s == CT_OK && p->storage) p->storage->version++;
     return s;
 }
@@ -110,11 +184,14 @@ ct_status ct_dist_check_params(ct_dist *d, ct_module *root) {
     ct_tensor *p = flat_block(d, root, false, "check_params");
     if (!p) return ct_ctx_status(d->ctx);
     if (d->size == 1) return CT_OK;
-    if (ct_tensor_device(p).type != CT_CPU)
-        return ct_fail(d->ctx, CT_E_UNSUPPORTED, "dist: check_params: the parameters are on a GPU");
+    /* a block on a device is hashed from a host copy */
+    float *h = ct_tensor_device(p).type == CT_CPU ? NULL : to_host(d, p, "check_params");
+    if (ct_tensor_device(p).type != CT_CPU && !h) return ct_ctx_status(d->ctx);
+    const uint64_t mine = hash_floats(h ? h : ct_data_f32(p), ct_numel(p));
+    free(h);
     int64_t *all = malloc(sizeof(int64_t) * (size_t)d->size);
     if (!all) return ct_fail(d->ctx, CT_E_NOMEM, "dist: out of memory");
-    ct_status s = ct_dist_allgather_i64(d, (int64_t)hash_floats(ct_data_f32(p), ct_numel(p)), all);
+    ct_status s = ct_dist_allgather_i64(d, (int64_t)mine, all);
     if (s == CT_OK) {
         char list[256];
         size_t used = 0;

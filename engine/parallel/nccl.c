@@ -2,11 +2,14 @@
  * (local_rank % device count) and an NCCL communicator bootstrapped over MPI (rank 0's
  * ncclUniqueId is broadcast with MPI_Bcast). The NCCL part compiles only with CT_HAVE_CUDA,
  * CT_HAVE_NCCL (link -lnccl) and CT_HAVE_MPI; otherwise ct_dist_gpu_init says what is
- * missing. See dist.h. */
+ * missing. Collectives run on the engine's own stream of the device (ct__cuda_stream_c), so
+ * they are ordered after the kernels that wrote the buffer and before those that read it
+ * next, without a host wait. See dist.h. */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "engine/parallel/dist_internal.h"
+#include "engine/parallel/parallel_internal.h"
 #include "engine/version.h"
 
 #ifdef CT_HAVE_CUDA
@@ -20,13 +23,14 @@
 #ifdef CT_DIST_NCCL
 typedef struct gpu_state {
     ncclComm_t comm;       /* NULL in a world of one */
-    cudaStream_t stream;
+    cudaStream_t stream;   /* the engine's stream of the device (borrowed) */
 } gpu_state;
 
 static ct_status nccl_fail(ct_dist *d, ncclResult_t r, const char *what) {
     return ct_fail(d->ctx, CT_E_DEVICE, "dist: %s failed on rank %d of %d (cuda:%d): %s", what, d->rank,
                    d->size, d->gpu_device, ncclGetErrorString(r));
 }
+
 #endif
 
 ct_status ct_dist_gpu_init(ct_dist *d, int *device) {
@@ -48,6 +52,11 @@ ct_status ct_dist_gpu_init(ct_dist *d, int *device) {
                                             "(MPI reduces the gradients)",
                        d->rank, d->size, why);
     const int dev = d->local_rank % n;
+    if (d->mpi && d->size > 1 && d->local_size > n)   /* NCCL refuses two ranks on one GPU */
+        return ct_fail(d->ctx, CT_E_DEVICE, "dist: gpu_init: rank %d of %d: %d processes on this machine "
+                                            "but %d CUDA device%s: start at most %d per machine (mpirun "
+                                            "--map-by ppr:%d:node), or train on the CPU",
+                       d->rank, d->size, d->local_size, n, n == 1 ? "" : "s", n, n);
 #ifndef CT_DIST_NCCL
     if (d->mpi && d->size > 1)
         return ct_fail(d->ctx, CT_E_UNSUPPORTED, "dist: gpu_init: %d processes need NCCL to reduce "
@@ -67,12 +76,7 @@ ct_status ct_dist_gpu_init(ct_dist *d, int *device) {
 #ifdef CT_DIST_NCCL
     gpu_state *g = calloc(1, sizeof *g);
     if (!g) return ct_fail(d->ctx, CT_E_NOMEM, "dist: gpu_init: out of memory");
-    ce = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking);
-    if (ce != cudaSuccess) {
-        free(g);
-        return ct_fail(d->ctx, CT_E_DEVICE, "dist: gpu_init: cudaStreamCreate on cuda:%d: %s", dev,
-                       cudaGetErrorString(ce));
-    }
+    g->stream = ct__cuda_stream_c(dev);
     d->gpu_device = dev;
     if (d->mpi && d->size > 1) {
         ncclUniqueId id;
@@ -91,7 +95,6 @@ ct_status ct_dist_gpu_init(ct_dist *d, int *device) {
             if (r != ncclSuccess) s = nccl_fail(d, r, "ncclCommInitRank");
         }
         if (s != CT_OK) {
-            cudaStreamDestroy(g->stream);
             free(g);
             d->gpu_device = -1;
             return s;
@@ -111,7 +114,6 @@ void ct__dist_gpu_free(ct_dist *d) {
     gpu_state *g = d ? d->gpu : NULL;
     if (g) {
         if (g->comm) ncclCommDestroy(g->comm);
-        cudaStreamDestroy(g->stream);
         free(g);
         d->gpu = NULL;
     }
@@ -129,18 +131,46 @@ ct_status ct__dist_gpu_allreduce(ct_dist *d, float *dev_ptr, int64_t n, ct_dist_
                        d->rank, d->size);
     const ncclRedOp_t rop = op == CT_DIST_MAX ? ncclMax : op == CT_DIST_MIN ? ncclMin
                                                       : op == CT_DIST_MEAN ? ncclAvg : ncclSum;
+    if (n == 0) return CT_OK;
     ncclResult_t r = ncclAllReduce(dev_ptr, dev_ptr, (size_t)n, ncclFloat, rop, g->comm, g->stream);
     if (r != ncclSuccess) return nccl_fail(d, r, "ncclAllReduce");
-    cudaError_t ce = cudaStreamSynchronize(g->stream);
-    if (ce != cudaSuccess)
-        return ct_fail(d->ctx, CT_E_DEVICE, "dist: ncclAllReduce on cuda:%d: %s", d->gpu_device,
-                       cudaGetErrorString(ce));
-    return CT_OK;
+    return CT_OK;   /* queued on the engine's stream: what reads the result next waits for it */
 #else
     (void)dev_ptr;
     (void)n;
     (void)op;
     return ct_fail(d->ctx, CT_E_UNSUPPORTED, "dist: allreduce of a CUDA tensor on rank %d of %d: this "
+                                             "build has no NCCL",
+                   d->rank, d->size);
+#endif
+}
+
+bool ct__dist_gpu_has_comm(const ct_dist *d) {
+#ifdef CT_DIST_NCCL
+    const gpu_state *g = d ? d->gpu : NULL;
+    return g && g->comm;
+#else
+    (void)d;
+    return false;
+#endif
+}
+
+ct_status ct__dist_gpu_broadcast(ct_dist *d, float *dev_ptr, int64_t n, int root) {
+#ifdef CT_DIST_NCCL
+    gpu_state *g = d->gpu;
+    if (!g || !g->comm)
+        return ct_fail(d->ctx, CT_E_DEVICE, "dist: broadcast of a CUDA buffer before ct_dist_gpu_init "
+                                            "(rank %d of %d)",
+                       d->rank, d->size);
+    if (n == 0) return CT_OK;
+    ncclResult_t r = ncclBroadcast(dev_ptr, dev_ptr, (size_t)n, ncclFloat, root, g->comm, g->stream);
+    if (r != ncclSuccess) return nccl_fail(d, r, "ncclBroadcast");
+    return CT_OK;   /* queued on the engine's stream, like the kernels around it */
+#else
+    (void)dev_ptr;
+    (void)n;
+    (void)root;
+    return ct_fail(d->ctx, CT_E_UNSUPPORTED, "dist: broadcast of a CUDA buffer on rank %d of %d: this "
                                              "build has no NCCL",
                    d->rank, d->size);
 #endif

@@ -18,7 +18,9 @@
 #include "audio/midi.h"
 #include "corpora/dataset.h"
 #include "engine/layers.h"
+#include "engine/device.h"
 #include "models/composer.h"
+#include "models/sampler.h"
 #include "testutil.h"
 
 #define DIR "se"
@@ -552,6 +554,109 @@ START_TEST(test_eval_matches_direct) {
 }
 END_TEST
 
+
+/* ===== --device ============================================================================== */
+START_TEST(test_device_option) {
+    SETUP_CHECK();
+    char out[16384], again[16384];
+    ck_assert_int_eq(run(out, sizeof out, "help sample"), 0);
+    assert_has(out, "--device NAME");
+    assert_has(out, "(default cpu");
+    ck_assert_int_eq(run(out, sizeof out, "help eval"), 0);
+    assert_has(out, "--device NAME");
+    /* --device cpu is the default: the same bytes, the same figures */
+    ck_assert_int_eq(run(out, sizeof out, "sample --ckpt " MEL " --out " DIR "/dev0.mid --seed 11 --length 48"), 0);
+    int rc = run(out, sizeof out, "sample --ckpt " MEL " --out " DIR "/dev1.mid --seed 11 --length 48 --device cpu");
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert(same_bytes(DIR "/dev0.mid", DIR "/dev1.mid"));
+    ck_assert_int_eq(run(out, sizeof out, "sample --ckpt " ROLL " --out " DIR "/dev2.mid --seed 3 --length 24 --count 2"), 0);
+    ck_assert_int_eq(run(out, sizeof out, "sample --ckpt " ROLL " --out " DIR "/dev3.mid --seed 3 --length 24 --count 2 "
+                         "--device cpu"), 0);
+    ck_assert(same_bytes(DIR "/dev2-001.mid", DIR "/dev3-001.mid"));
+    ck_assert(same_bytes(DIR "/dev2-002.mid", DIR "/dev3-002.mid"));
+    ck_assert_int_eq(run(out, sizeof out, "eval --ckpt " PERF " --corpus " DIR "/performance.corpus --json"), 0);
+    rc = run(again, sizeof again, "eval --ckpt " PERF " --corpus " DIR "/performance.corpus --json --device cpu");
+    ck_assert_msg(rc == 0, "%s", again);
+    ck_assert_double_eq(json_num(again, "nll"), json_num(out, "nll"));
+    /* malformed: a usage error (2) naming the flag */
+    static const char *cmds[] = {"sample --ckpt " MEL " --out " DIR "/x.mid", "eval --ckpt " MEL " --corpus " DIR "/melody.corpus"};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(run(out, sizeof out, "%s --device gpu", cmds[i]), 2);
+        assert_has(out, "--device: 'gpu' is not a device: expected cpu, cuda or cuda:N");
+        ck_assert_int_eq(run(out, sizeof out, "%s --device", cmds[i]), 2);
+        assert_has(out, "--device needs a value");
+        /* a device that is not there: 1, with why and what to do, before any work */
+        ck_assert_int_eq(run(out, sizeof out, "%s --device cuda:1023", cmds[i]), 1);
+        assert_has(out, "--device cuda:1023: ");
+        assert_has(out, "with --device cpu (the default)");
+    }
+    ck_assert(!exists(DIR "/x.mid"));
+    char why[256];
+    if (!ct_device_available(CT_DEVICE_CUDA(0), why, sizeof why)) {
+        printf("sample_eval: --device cuda:0 on a GPU not checked: %s\n", why);
+        for (int i = 0; i < 2; i++) {
+            ck_assert_int_eq(run(out, sizeof out, "%s --device cuda:0", cmds[i]), 1);
+            assert_has(out, "--device cuda:0: ");
+            assert_has(out, why);
+            assert_has(out, "--device cpu");
+        }
+        return;
+    }
+    /* a GPU: the same figures to float rounding, and samples that decode */
+    for (int i = 0; i < 2; i++) {
+        const char *ck = i ? ROLL : PERF, *co = i ? DIR "/pianoroll.corpus" : DIR "/performance.corpus";
+        ck_assert_int_eq(run(out, sizeof out, "eval --ckpt %s --corpus %s --json", ck, co), 0);
+        rc = run(again, sizeof again, "eval --ckpt %s --corpus %s --json --device cuda:0", ck, co);
+        ck_assert_msg(rc == 0, "%s", again);
+        ck_assert_double_eq_tol(json_num(again, "nll"), json_num(out, "nll"), 1e-4 * json_num(out, "nll"));
+    }
+    rc = run(out, sizeof out, "sample --ckpt " MEL " --out " DIR "/gpu.mid --seed 11 --length 48 --device cuda:0 --count 3");
+    ck_assert_msg(rc == 0, "%s", out);
+    cm_notes nt;
+    read_notes(DIR "/gpu-001.mid", &nt, NULL);
+    cm_notes_free(&nt);
+}
+END_TEST
+
+/* The host copy of the embedding table that a model on a device samples from (the test hook
+ * runs it on the CPU): the same tokens as the parameter itself, at batch 1 and 3, and it
+ * follows a change of the weights between steps. */
+START_TEST(test_sampler_host_embedding) {
+    SETUP_CHECK();
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_module *m = cc_load(ctx, MEL);
+    ck_assert_ptr_nonnull(m);
+    for (int64_t B = 1; B <= 3; B += 2) {
+        ct_rng r1, r2;
+        ct_rng_seed(&r1, 5);
+        ct_rng_seed(&r2, 5);
+        cc_sampler *a = cc_sampler_new(m, B, NULL, &r1), *b = cc_sampler_new(m, B, NULL, &r2);
+        ck_assert(a && b);
+        cc__sampler_host_embedding(b, true);
+        int64_t ta[3], tb[3];
+        for (int t = 0; t < 40; t++) {
+            if (t == 20) {   /* the weights change between steps: the copy must follow */
+                ct_tensor *w = ct_module_param(cc_model_embed(m), "weight");
+                ck_assert_int_eq(ct_inplace_scale(w, 1.5f), CT_OK);
+            }
+            ck_assert_int_eq(cc_sampler_next_tokens(a, ta), CT_OK);
+            ck_assert_int_eq(cc_sampler_next_tokens(b, tb), CT_OK);
+            for (int64_t i = 0; i < B; i++) ck_assert_int_eq(ta[i], tb[i]);
+            const float *la, *lb;
+            ck_assert_int_eq(cc_sampler_logits(a, &la), CT_OK);
+            ck_assert_int_eq(cc_sampler_logits(b, &lb), CT_OK);
+            ck_assert_int_eq(memcmp(la, lb, sizeof(float) * (size_t)(B * cc_model_config(m)->vocab)), 0);
+        }
+        cc_sampler_free(a);
+        cc_sampler_free(b);
+    }
+    cc__sampler_host_embedding(NULL, true);   /* NULL: a no-op */
+    ct_module_free(m);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 Suite *sample_eval_suite(void) {
     Suite *s = suite_create("sample_eval");
     TCase *tc = tcase_create("sample_eval");
@@ -566,6 +671,8 @@ Suite *sample_eval_suite(void) {
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_file_errors);
     tcase_add_test(tc, test_eval_matches_direct);
+    tcase_add_test(tc, test_device_option);
+    tcase_add_test(tc, test_sampler_host_embedding);
     suite_add_tcase(s, tc);
     return s;
 }

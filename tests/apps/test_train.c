@@ -796,6 +796,85 @@ START_TEST(test_plateau_early_stop) {
 }
 END_TEST
 
+/* --device cpu is the default (the same weights); --precision: its names, only on a CUDA
+ * device, recorded in run.json and status.json, and on a GPU (skipped here) tf32 / bf16 runs
+ * whose checkpoint resumes and samples on the CPU. The mpirun rules: tests/check_mpi.sh. */
+START_TEST(test_device_and_precision) {
+    mkdir("tmp", 0755);
+    tu_rm_rf("tmp/tr_d1");
+    tu_rm_rf("tmp/tr_d2");
+    write_corpus("tmp/tr_d.corpus", 8, 2, 40);
+    const char *base = "train --corpus tmp/tr_d.corpus --steps 3 --workers 0 --no-samples " TINY;
+    char args[1024];
+    snprintf(args, sizeof args, "%s --out tmp/tr_d1", base);
+    ck_assert_msg(run(args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "%s --out tmp/tr_d2 --device cpu --precision fp32", base);
+    ck_assert_msg(run(args, out, sizeof out) == 0, "%s", out);
+    LACKS(out, "precision:");   /* a CPU run has no GEMM mode to report */
+    assert_same_weights("tmp/tr_d1/model.safetensors", "tmp/tr_d2/model.safetensors");
+    size_t n;
+    char *rj = (char *)tu_slurp("tmp/tr_d2/run.json", &n);
+    ck_assert_ptr_nonnull(rj);
+    HAS(rj, "\"device\":\"cpu\",\"precision\":\"fp32\"");
+    free(rj);
+    rj = (char *)tu_slurp("tmp/tr_d2/status.json", &n);
+    ck_assert_ptr_nonnull(rj);
+    HAS(rj, "\"precision\":\"fp32\"");
+    free(rj);
+    /* --precision: the names, and tf32 / bf16 only on a CUDA device (usage errors, exit 2) */
+    static const struct { const char *args, *msg; } bad[] = {
+        {"--precision fp16", "--precision 'fp16': expected fp32, tf32 or bf16"},
+        {"--precision BF16", "--precision 'BF16': expected fp32, tf32 or bf16"},
+        {"--precision bf16", "--precision bf16 needs a CUDA device (--device cuda or cuda:N)"},
+        {"--precision tf32 --device cpu", "--precision tf32 needs a CUDA device"},
+        {"--precision", "--precision needs a value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(args, sizeof args, "train --corpus tmp/tr_d.corpus --out tmp/tr_d3 %s", bad[i].args);
+        int rc = run(args, out, sizeof out);
+        ck_assert_msg(rc == 2, "%s: exit %d, expected 2:\n%s", args, rc, out);
+        HAS(out, bad[i].msg);
+    }
+    /* a resumed run keeps its precision unless told, and the CPU refuses bf16 there too */
+    ck_assert_int_eq(run("train --resume tmp/tr_d1 --steps 4 --precision bf16", out, sizeof out), 2);
+    HAS(out, "--precision bf16 needs a CUDA device");
+    ck_assert_int_eq(run("train --resume tmp/tr_d1 --steps 4 --precision fp32", out, sizeof out), 0);
+    ck_assert(!exists("tmp/tr_d3"));
+    ck_assert_int_eq(run("help train", out, sizeof out), 0);
+    HAS(out, "--precision NAME");
+    HAS(out, "(default\n                          fp32");
+    HAS(out, "Under mpirun -np N: cpu, or cuda");
+    char why[256];
+    if (!ct_device_available(CT_DEVICE_CUDA(0), why, sizeof why)) {
+        /* the device is checked before the precision: exit 1, saying why (under mpirun:
+         * tests/check_mpi.sh) */
+        ck_assert_int_eq(run("train --corpus tmp/tr_d.corpus --out tmp/tr_d3 --device cuda:0 --precision bf16", out,
+                             sizeof out), 1);
+        HAS(out, "--device cuda:0: ");
+        printf("train: --precision tf32/bf16 on a GPU not checked: %s\n", why);
+    } else {
+        for (int p = 0; p < 2; p++) {
+            tu_rm_rf("tmp/tr_d3");
+            snprintf(args, sizeof args, "%s --out tmp/tr_d3 --device cuda:0 --precision %s", base, p ? "bf16" : "tf32");
+            ck_assert_msg(run(args, out, sizeof out) == 0, "%s", out);
+            HAS(out, p ? "precision: bf16" : "precision: tf32");
+            rj = (char *)tu_slurp("tmp/tr_d3/run.json", &n);
+            HAS(rj, p ? "\"precision\":\"bf16\"" : "\"precision\":\"tf32\"");
+            free(rj);
+        }
+        /* a checkpoint trained on the GPU loads, resumes and samples on the CPU */
+        ck_assert_msg(run("train --resume tmp/tr_d3 --steps 4 --device cpu --precision fp32", out, sizeof out) == 0, "%s", out);
+        ck_assert_msg(run("sample --ckpt tmp/tr_d3/model.safetensors --out tmp/tr_d3/s.mid --length 16", out, sizeof out) == 0,
+                      "%s", out);
+    }
+    ck_assert(!exists("tmp/tr_d3") || ct_device_available(CT_DEVICE_CUDA(0), why, sizeof why));
+    tu_rm_rf("tmp/tr_d1");
+    tu_rm_rf("tmp/tr_d2");
+    tu_rm_rf("tmp/tr_d3");
+    remove("tmp/tr_d.corpus");
+}
+END_TEST
+
 /* ---- a plateau run resumes bit-exactly (its rate cut and counter are in the state) ----------- */
 START_TEST(test_plateau_resume_bit_exact) {
     mkdir("tmp", 0755);
@@ -845,6 +924,7 @@ Suite *train_suite(void) {
     tcase_add_test(tc, test_roll_init_bias);
     tcase_add_test(tc, test_plateau_early_stop);
     tcase_add_test(tc, test_plateau_resume_bit_exact);
+    tcase_add_test(tc, test_device_and_precision);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/device.h"
 #include "engine/layers.h"
 #include "engine/parallel/data_parallel.h"
 #include "engine/parallel/dist.h"
@@ -609,6 +610,107 @@ START_TEST(test_average_grads_single) {
 }
 END_TEST
 
+/* The host round trip that a device block takes without NCCL, run on the CPU by
+ * stage_through_host: the same blocks as the ordinary path, bit for bit. */
+static void fill_grads(float *g, int64_t P) {
+    for (int64_t i = 0; i < P; i++) g[i] = (float)i * 0.0013f - 0.7f;
+}
+
+START_TEST(test_average_grads_staged_through_host) {
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ck_assert(!ct_dist_defaults().stage_through_host);
+    clear_launch_env();
+    ct_dist *plain = ct_dist_new(ctx, NULL);
+    ct_dist_opts o = ct_dist_defaults();
+    o.stage_through_host = true;
+    ct_dist *staged = ct_dist_new(ctx, &o);
+    ck_assert(plain && staged);
+    lm a = lm_new(ctx), b = lm_new(ctx);
+    const int64_t P = ct_module_num_params(a.root);
+    float *ga = ct_data_f32(ct_module_flat_grads(a.root)), *gb = ct_data_f32(ct_module_flat_grads(b.root));
+    const int64_t cases[][2] = {{17, 17}, {3, 4}, {1, 3}, {0, 5}, {0, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        fill_grads(ga, P);
+        fill_grads(gb, P);
+        ga[2] = gb[2] = cases[c][0] == 0 ? NAN : ga[2];   /* count 0: zeros even over NaN */
+        ct_tensor *tb = ct_module_flat_grads(b.root);
+        const uint64_t v0 = tb->storage->version;
+        ck_assert_int_eq(ct_dist_average_grads(plain, a.root, cases[c][0], cases[c][1]), CT_OK);
+        ck_assert_int_eq(ct_dist_average_grads(staged, b.root, cases[c][0], cases[c][1]), CT_OK);
+        ck_assert_int_eq(memcmp(ga, gb, sizeof(float) * (size_t)P), 0);
+        ck_assert_uint_gt(tb->storage->version, v0);   /* written back in place */
+        if (cases[c][1] == 4) ck_assert(gb[5] == (float)(((float)5 * 0.0013f - 0.7f) * 0.75f));
+        if (cases[c][0] == 0) ck_assert(gb[2] == 0.0f && gb[P - 1] == 0.0f);
+    }
+    ck_assert_int_eq(ct_dist_average_grads(staged, b.root, 5, 4), CT_E_ARG);
+    /* the parameters: unchanged by the broadcast of a single world, and agreeing */
+    float *pb = ct_data_f32(ct_module_flat_params(b.root));
+    float *keep = malloc(sizeof(float) * (size_t)P);
+    memcpy(keep, pb, sizeof(float) * (size_t)P);
+    ck_assert_int_eq(ct_dist_broadcast_params(staged, b.root), CT_OK);
+    ck_assert_int_eq(memcmp(keep, pb, sizeof(float) * (size_t)P), 0);
+    ck_assert_int_eq(ct_dist_check_params(staged, b.root), CT_OK);
+    free(keep);
+    ct_module_free(a.root);
+    ct_module_free(b.root);
+    ct_dist_free(plain);
+    ct_dist_free(staged);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* Flat blocks on a CUDA device: in a single world the same as the CPU's (nothing when
+ * count == global_count, zeros for count 0, the weight applied on the device), staged through
+ * the host too, after ct_dist_gpu_init as before it. Skipped without a device. */
+START_TEST(test_average_grads_on_device) {
+    char why[256];
+    if (!ct_device_available(CT_DEVICE_CUDA(0), why, sizeof why)) {
+        printf("dist: device gradient blocks not checked (no CUDA device): %s\n", why);
+        return;
+    }
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_dist *d = single_world(ctx);
+    ct_dist_opts o = ct_dist_defaults();
+    o.stage_through_host = true;
+    ct_dist *staged = ct_dist_new(ctx, &o);
+    lm a = lm_new(ctx), b = lm_new(ctx);
+    const int64_t P = ct_module_num_params(a.root);
+    float *want = malloc(sizeof(float) * (size_t)P), *got = malloc(sizeof(float) * (size_t)P);
+    ck_assert_int_eq(ct_module_to(b.root, CT_DEVICE_CUDA(0)), CT_OK);
+    const int64_t cases[][2] = {{17, 17}, {3, 4}, {0, 5}};
+    for (int pass = 0; pass < 3; pass++) {
+        ct_dist *w = pass == 1 ? staged : d;
+        if (pass == 2) {
+            int dev = -1;
+            ck_assert_int_eq(ct_dist_gpu_init(d, &dev), CT_OK);
+            ck_assert_int_eq(dev, 0);
+        }
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+            float *ga = ct_data_f32(ct_module_flat_grads(a.root));
+            fill_grads(ga, P);
+            ct_tensor *host = ct_from_f32(ctx, ga, 1, (const int64_t[]){P});
+            ck_assert_int_eq(ct_inplace_copy(ct_module_flat_grads(b.root), ct_to(host, CT_DEVICE_CUDA(0))), CT_OK);
+            ck_assert_int_eq(ct_dist_average_grads(d, a.root, cases[c][0], cases[c][1]), CT_OK);
+            ck_assert_int_eq(ct_dist_average_grads(w, b.root, cases[c][0], cases[c][1]), CT_OK);
+            memcpy(want, ga, sizeof(float) * (size_t)P);
+            ck_assert_int_eq(ct_copy_to_host(ct_module_flat_grads(b.root), got, sizeof(float) * (size_t)P), CT_OK);
+            ck_assert_int_eq(memcmp(want, got, sizeof(float) * (size_t)P), 0);
+        }
+        ck_assert_int_eq(ct_dist_broadcast_params(w, b.root), CT_OK);
+        ck_assert_int_eq(ct_dist_check_params(w, b.root), CT_OK);
+    }
+    free(want);
+    free(got);
+    ct_module_free(a.root);
+    ct_module_free(b.root);
+    ct_dist_free(staged);
+    ct_dist_free(d);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 /* ---- resuming with the same world ----------------------------------------------------------------- */
 static uint32_t fnv1a(const uint8_t *p, size_t n) {
     uint32_t h = 2166136261u;
@@ -758,6 +860,8 @@ Suite *dist_suite(void) {
     tcase_add_test(tc, test_batch_shard_errors);
     tcase_add_test(tc, test_simulated_ranks_match_full_batch);
     tcase_add_test(tc, test_average_grads_single);
+    tcase_add_test(tc, test_average_grads_staged_through_host);
+    tcase_add_test(tc, test_average_grads_on_device);
     tcase_add_test(tc, test_world_state);
     tcase_add_test(tc, test_gpu_absent);
     tcase_add_test(tc, test_data_parallel_one_device_is_a_noop);
