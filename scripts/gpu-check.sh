@@ -325,6 +325,21 @@ if [ -x "$B/cantor" ]; then
     step "cantor corpus build (tiny piano roll)" 30 "$B/cantor" corpus build "$d" -o "$W/poly.corpus" --encoding pianoroll --quiet
     step "cantor train --device cuda:0 (20 steps)" 60 "$B/cantor" train --corpus "$W/poly.corpus" --out "$W/train-run" \
         --steps 20 --batch 4 --window 32 --valid-every 10 --valid-batches 2 --no-samples --device cuda:0
+    step "cantor train --device cuda:0 --precision bf16 (20 steps)" 60 "$B/cantor" train --corpus "$W/poly.corpus" \
+        --out "$W/train-bf16" --steps 20 --batch 4 --window 32 --valid-every 10 --valid-batches 2 --no-samples \
+        --device cuda:0 --precision bf16
+    step "cantor sample --device cuda:0" 60 "$B/cantor" sample --ckpt "$W/train-run/model.safetensors" \
+        --out "$W/gpu-sample.mid" --length 64 --device cuda:0
+    step "cantor eval --device cuda:0 (and the CPU's figure)" 60 bash -c \
+        "'$B/cantor' eval --ckpt '$W/train-run/model.safetensors' --corpus '$W/poly.corpus' --split valid --device cuda:0 &&
+         '$B/cantor' eval --ckpt '$W/train-run/model.safetensors' --corpus '$W/poly.corpus' --split valid"
+    if command -v mpirun > /dev/null && ldd "$B/cantor" 2>/dev/null | grep -q libmpi; then
+        step "mpirun -np 1 cantor train --device cuda (NCCL set-up, 10 steps)" 60 mpirun --allow-run-as-root -np 1 \
+            "$B/cantor" train --corpus "$W/poly.corpus" --out "$W/train-mpi" --steps 10 --batch 4 --window 32 \
+            --valid-every 10 --valid-batches 2 --no-samples --device cuda
+    else
+        note "no mpirun (or a build without MPI): the NCCL training path was not tried"
+    fi
 fi
 
 # ---- 6. the whole test suite, with the time left ----------------------------------------------------
@@ -357,5 +372,11 @@ if [ -x "$TEST_BIN" ]; then
         [ -f "$SD/$s.rc" ] || continue
         step "tests: suite $s again, alone" 120 run_suite "$s"
     done
+    # on a GPU machine no suite may skip its device tests (but a multi-GPU test on one GPU)
+    skips=$(cat "$SD"/*.txt 2>/dev/null | grep 'skipped —' | grep -v 'skipped — needs [0-9]* CUDA devices' | sort | uniq -c)
+    if [ -n "$skips" ]; then
+        echo "gpu-check: device tests SKIPPED on a GPU machine:"; echo "$skips" | head -20
+        FAILED=1
+    fi
 fi
 finish 0

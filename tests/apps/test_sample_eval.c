@@ -593,7 +593,7 @@ START_TEST(test_device_option) {
     ck_assert(!exists(DIR "/x.mid"));
     char why[256];
     if (!ct_device_available(CT_DEVICE_CUDA(0), why, sizeof why)) {
-        printf("sample_eval: --device cuda:0 on a GPU not checked: %s\n", why);
+        printf("sample_eval: skipped — --device cuda:0 on a GPU: %s\n", why);
         for (int i = 0; i < 2; i++) {
             ck_assert_int_eq(run(out, sizeof out, "%s --device cuda:0", cmds[i]), 1);
             assert_has(out, "--device cuda:0: ");

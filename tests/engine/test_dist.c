@@ -666,7 +666,7 @@ END_TEST
 START_TEST(test_average_grads_on_device) {
     char why[256];
     if (!ct_device_available(CT_DEVICE_CUDA(0), why, sizeof why)) {
-        printf("dist: device gradient blocks not checked (no CUDA device): %s\n", why);
+        printf("dist: skipped — device gradient blocks (no CUDA device): %s\n", why);
         return;
     }
     tu_errors errs = {0};
