@@ -251,9 +251,10 @@ bool train_read_run_options(const char *dir, int64_t step, train_opts *o, char *
 ct_status train_restore(train_run *r, int64_t step);
 /* Removes an earlier run's files from dir (a fresh run there); returns how many. */
 int train_clear_run_dir(const char *dir);
-/* Keeps the lines of a .jsonl file whose "step" is <= step (after a resume). */
-void train_truncate_jsonl(const char *path, int64_t step);
-/* run.json: the options and the model (atomic). */
+/* Keeps the lines of a .jsonl file whose "step" is <= step (after a resume), atomically; true
+ * when done (also when the file is missing), else false with the reason in err. */
+bool train_truncate_jsonl(const char *path, int64_t step, char *err, size_t errn);
+/* run.json: the options and the model (atomic); false after a warning saying why. */
 bool train_write_run_json(train_run *r);
 /* "RUN_DIR/name" into buf. */
 const char *train_path(const train_run *r, char *buf, size_t n, const char *fmt, ...)

@@ -644,9 +644,9 @@ int train_clear_run_dir(const char *dir) {
     return removed;
 }
 
-void train_truncate_jsonl(const char *path, int64_t step) {
+bool train_truncate_jsonl(const char *path, int64_t step, char *err, size_t errn) {
     FILE *f = fopen(path, "rb");
-    if (!f) return;
+    if (!f) return true;   /* no such file: nothing to cut */
     char *buf = NULL, *out = NULL;
     size_t len = 0, cap = 0, olen = 0;
     char chunk[65536];
@@ -655,18 +655,28 @@ void train_truncate_jsonl(const char *path, int64_t step) {
         if (len + k + 1 > cap) {
             cap = (len + k + 1) * 2;
             char *t = realloc(buf, cap);
-            if (!t) { fclose(f); free(buf); return; }
+            if (!t) {
+                fclose(f);
+                free(buf);
+                snprintf(err, errn, "%s: out of memory reading it", path);
+                return false;
+            }
             buf = t;
         }
         memcpy(buf + len, chunk, k);
         len += k;
     }
     fclose(f);
-    if (!buf) return;
+    if (!buf) return true;   /* empty */
     buf[len] = 0;
     out = malloc(len + 1);
+    if (!out) {
+        free(buf);
+        snprintf(err, errn, "%s: out of memory rewriting it", path);
+        return false;
+    }
     bool changed = false;
-    for (char *p = buf; out && p < buf + len;) {
+    for (char *p = buf; p < buf + len;) {
         char *eol = strchr(p, '\n');
         size_t ll = eol ? (size_t)(eol - p) + 1 : strlen(p);
         const char *s = strstr(p, "\"step\":");
@@ -679,25 +689,30 @@ void train_truncate_jsonl(const char *path, int64_t step) {
         } else changed = true;
         p += ll;
     }
-    char err[256];
-    if (out && changed) (void)train_write_atomic(path, out, olen, err, sizeof err);
+    bool ok = !changed || train_write_atomic(path, out, olen, err, errn);
     free(out);
     free(buf);
+    return ok;
 }
 
 bool train_write_run_json(train_run *r) {
-    static char buf[65536];
+    enum { RUN_JSON_MAX = 65536 };
+    char *buf = malloc(RUN_JSON_MAX);
+    if (!buf) {
+        train_warn(r, "run.json: out of memory");
+        return false;
+    }
     size_t k = 0;
-    char cfg[2048] = "null", err[256];
+    char cfg[2048] = "null", err[2 * TRAIN_PATH_MAX + 128];
     if (cc_config_to_json(&r->cfg, cfg, sizeof cfg, err, sizeof err) < 0) strcpy(cfg, "null");
     const train_opts *o = &r->o;
-#define OUT(...) do { int w_ = snprintf(buf + k, k < sizeof buf ? sizeof buf - k : 0, __VA_ARGS__); if (w_ > 0) k += (size_t)w_; } while (0)
+#define OUT(...) do { int w_ = snprintf(buf + k, k < (size_t)RUN_JSON_MAX ? (size_t)RUN_JSON_MAX - k : 0, __VA_ARGS__); if (w_ > 0) k += (size_t)w_; } while (0)
     OUT("{\"format\":\"cantor.train\",\"version\":%d,\"corpus\":", TRAIN_STATE_VERSION);
-    if (k < sizeof buf) train_json_str(buf, sizeof buf, &k, o->corpus);
+    if (k < (size_t)RUN_JSON_MAX) train_json_str(buf, (size_t)RUN_JSON_MAX, &k, o->corpus);
     OUT(",\"corpus_file\":");
-    if (k < sizeof buf) train_json_str(buf, sizeof buf, &k, o->corpus_file);
+    if (k < (size_t)RUN_JSON_MAX) train_json_str(buf, (size_t)RUN_JSON_MAX, &k, o->corpus_file);
     OUT(",\"model\":%s,\"parameters\":%lld,\"device\":", cfg, (long long)cc_model_num_params(r->m));
-    if (k < sizeof buf) train_json_str(buf, sizeof buf, &k, o->device);
+    if (k < (size_t)RUN_JSON_MAX) train_json_str(buf, (size_t)RUN_JSON_MAX, &k, o->device);
     OUT(",\"precision\":\"%s\"", train_precision_name(o->precision));
     if (r->world_size > 1) OUT(",\"processes\":%d", r->world_size);
     OUT(",\"steps\":%lld,\"epochs\":%lld,\"batches_per_epoch\":%lld,\"batch\":%lld,\"window\":%lld,"
@@ -718,7 +733,11 @@ bool train_write_run_json(train_run *r) {
     else OUT("null");
     OUT(",\"started\":%lld}\n", (long long)time(NULL));
 #undef OUT
-    if (k >= sizeof buf) return false;
     char path[TRAIN_PATH_MAX + 64];
-    return train_write_atomic(train_path(r, path, sizeof path, "run.json"), buf, k, err, sizeof err);
+    train_path(r, path, sizeof path, "run.json");
+    bool ok = k < RUN_JSON_MAX;
+    if (!ok) train_warn(r, "%s: not written: the options take more than %d bytes", path, (int)RUN_JSON_MAX);
+    else if (!(ok = train_write_atomic(path, buf, k, err, sizeof err))) train_warn(r, "%s", err);
+    free(buf);
+    return ok;
 }

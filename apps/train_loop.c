@@ -318,8 +318,11 @@ int train_setup(train_run *r) {
             return cli_fail("train", "--resume %s: %s", o->out, ct_ctx_error(r->ctx));
         char path[TRAIN_PATH_MAX + 64];
         if (r->writer) {
-            train_truncate_jsonl(train_path(r, path, sizeof path, "metrics.jsonl"), r->step);
-            train_truncate_jsonl(train_path(r, path, sizeof path, "samples.jsonl"), r->step);
+            char terr[2 * TRAIN_PATH_MAX + 128];
+            static const char *const logs[] = {"metrics.jsonl", "samples.jsonl"};
+            for (int i = 0; i < 2; i++)
+                if (!train_truncate_jsonl(train_path(r, path, sizeof path, "%s", logs[i]), r->step, terr, sizeof terr))
+                    train_warn(r, "%s (its lines after step %lld stay)", terr, (long long)r->step);
         }
         train_say(r, "resumed %s at step %lld (epoch %lld)", o->out, (long long)r->step,
                   (long long)ct_dataloader_position(r->dl).epoch);
@@ -358,7 +361,7 @@ int train_setup(train_run *r) {
     if (!r->writer) return CLI_OK;
     r->metrics = fopen(train_path(r, path, sizeof path, "metrics.jsonl"), "a");
     if (!r->metrics) return cli_fail("train", "%s: %s", path, strerror(errno));
-    if (!train_write_run_json(r)) train_warn(r, "%s: could not be written", train_path(r, path, sizeof path, "run.json"));
+    (void)train_write_run_json(r);   /* warns itself */
     return CLI_OK;
 }
 

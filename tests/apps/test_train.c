@@ -337,11 +337,24 @@ START_TEST(test_resume_bit_exact) {
     HAS(out, "interrupted at step 6");
     HAS(out, "--resume tmp/tr_c");
     ck_assert(exists("tmp/tr_c/ckpt-00000006.safetensors") && exists("tmp/tr_c/ckpt-00000006.state"));
+    /* a resume cuts the metrics lines after its step; when it cannot (the temporary file's
+     * name is taken by a directory) it says why and goes on */
+    FILE *mf = fopen("tmp/tr_c/metrics.jsonl", "ab");
+    ck_assert_ptr_nonnull(mf);
+    fputs("{\"step\":99,\"loss\":1}\n", mf);
+    fclose(mf);
+    ck_assert_int_eq(mkdir("tmp/tr_c/metrics.jsonl.tmp", 0755), 0);
     ck_assert_int_eq(run("train --resume tmp/tr_c", out, sizeof out), 0);
+    HAS(out, "metrics.jsonl.tmp");
+    HAS(out, "(its lines after step 6 stay)");
+    ck_assert_int_eq(count_lines("tmp/tr_c/metrics.jsonl", "{\"step\":99,"), 1);
+    ck_assert_int_eq(rmdir("tmp/tr_c/metrics.jsonl.tmp"), 0);
     assert_same_checkpoint("tmp/tr_a", "tmp/tr_c", 16);
-    /* a finished run has nothing left to do */
+    /* a finished run has nothing left to do; its resume cuts the stray line */
     ck_assert_int_eq(run("train --resume tmp/tr_c", out, sizeof out), 0);
     HAS(out, "nothing to do");
+    ck_assert_int_eq(count_lines("tmp/tr_c/metrics.jsonl", "{\"step\":99,"), 0);
+    ck_assert_int_eq(count_lines("tmp/tr_c/metrics.jsonl", NULL), 16);
     tu_rm_rf("tmp/tr_a");
     tu_rm_rf("tmp/tr_b");
     tu_rm_rf("tmp/tr_c");
