@@ -261,41 +261,81 @@ START_TEST(test_layers_match_cpu) {
 END_TEST
 
 /* ---- stepwise sampling ------------------------------------------------------------------- */
+/* A CPU stepper and its twin on cuda:0 (the same weights), each with its output layer, fed the
+ * same pseudo-random inputs in host memory. */
+typedef struct step_pair {
+    ct_ctx *ctx;
+    ct_module *mc, *mg, *oc, *og;
+    ct_rnn_state *sc, *sg;
+    int64_t B, I, V;
+    uint64_t seed;   /* of the inputs */
+} step_pair;
+
+static void step_pair_new(step_pair *p, ct_ctx *ctx, ct_rnn_mode mode, int64_t B, int64_t I, int64_t H,
+                          int64_t V, uint64_t wseed, uint64_t xseed) {
+    memset(p, 0, sizeof *p);
+    p->ctx = ctx;
+    p->B = B;
+    p->I = I;
+    p->V = V;
+    p->seed = xseed;
+    ct_rng r1, r2;
+    ct_rng_seed(&r1, wseed);
+    ct_rng_seed(&r2, wseed);
+    const ct_rnn_config cfg = {mode, I, H, 2, true, false, 0.0f};
+    p->mc = ct_rnn_new(ctx, &r1, &cfg);
+    p->mg = ct_rnn_new(ctx, &r2, &cfg);
+    p->oc = ct_linear_new(ctx, &r1, H, V, true);
+    p->og = ct_linear_new(ctx, &r2, H, V, true);
+    ck_assert(p->mc && p->mg && p->oc && p->og);
+    ct_module_train(p->mc, false);
+    ct_module_train(p->mg, false);
+    ck_assert_int_eq(ct_module_to(p->mg, CUDA0), CT_OK);
+    ck_assert_int_eq(ct_module_to(p->og, CUDA0), CT_OK);
+    p->sc = ct_rnn_state_new(p->mc, B);
+    p->sg = ct_rnn_state_new(p->mg, B);
+    ck_assert_msg(p->sc && p->sg, "%s", ct_ctx_error(ctx));
+}
+
+/* One step of both with the output layer (x, lc, lg in host memory: B*I and B*V floats). */
+static void step_pair_step(step_pair *p, float *x, float *lc, float *lg) {
+    for (int64_t i = 0; i < p->B * p->I; i++) {
+        p->seed = p->seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = (float)((double)(p->seed >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
+    }
+    ck_assert_int_eq(ct_rnn_step_linear_f32(p->mc, x, p->sc, ct_module_param(p->oc, "weight"),
+                                            ct_module_param(p->oc, "bias"), lc, NULL), CT_OK);
+    ck_assert_msg(ct_rnn_step_linear_f32(p->mg, x, p->sg, ct_module_param(p->og, "weight"),
+                                         ct_module_param(p->og, "bias"), lg, NULL) == CT_OK,
+                  "cuda step: %s", ct_ctx_error(p->ctx));
+}
+
+static void step_pair_free(step_pair *p) {
+    ct_rnn_state_free(p->sc);
+    ct_rnn_state_free(p->sg);
+    ct_module_free(p->mc);
+    ct_module_free(p->mg);
+    ct_module_free(p->oc);
+    ct_module_free(p->og);
+}
+
 START_TEST(test_step_matches_cpu) {
     SKIP_WITHOUT_CUDA();
     static const ct_rnn_mode modes[] = {CT_LSTM, CT_GRU, CT_RNN_TANH, CT_RNN_RELU};
     const ct_rnn_mode mode = modes[_i % 4];
     const int64_t B = _i < 4 ? 1 : 6;            /* 6: past the fused kernel, the GEMM path */
-    const int64_t I = 7, H = 37, V = 11, L = 2;
+    const int64_t I = 7, H = 37, V = 11;
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
     ct_set_grad_enabled(ctx, false);
-    ct_rng r1, r2;
-    ct_rng_seed(&r1, 200 + (uint64_t)_i);
-    ct_rng_seed(&r2, 200 + (uint64_t)_i);
-    const ct_rnn_config cfg = {mode, I, H, (int)L, true, false, 0.0f};
-    ct_module *mc = ct_rnn_new(ctx, &r1, &cfg), *mg = ct_rnn_new(ctx, &r2, &cfg);
-    ct_module *oc = ct_linear_new(ctx, &r1, H, V, true), *og = ct_linear_new(ctx, &r2, H, V, true);
-    ck_assert(mc && mg && oc && og);
-    ct_module_train(mc, false);
-    ct_module_train(mg, false);
-    ck_assert_int_eq(ct_module_to(mg, CUDA0), CT_OK);
-    ck_assert_int_eq(ct_module_to(og, CUDA0), CT_OK);
-    ct_rnn_state *sc = ct_rnn_state_new(mc, B), *sg = ct_rnn_state_new(mg, B);
-    ck_assert_msg(sc && sg, "%s", ct_ctx_error(ctx));
+    step_pair p;
+    step_pair_new(&p, ctx, mode, B, I, H, V, 200 + (uint64_t)_i, 12345);
+    ct_module *mc = p.mc, *mg = p.mg;
+    ct_rnn_state *sc = p.sc, *sg = p.sg;
     float x[6 * 7], lc[6 * 11], lg[6 * 11];
-    uint64_t seed = 12345;
     /* 20 steps with the output layer (x and logits in host memory) */
     for (int step = 0; step < 20; step++) {
-        for (int64_t i = 0; i < B * I; i++) {
-            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-            x[i] = (float)((double)(seed >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
-        }
-        ck_assert_int_eq(ct_rnn_step_linear_f32(mc, x, sc, ct_module_param(oc, "weight"),
-                                                ct_module_param(oc, "bias"), lc, NULL), CT_OK);
-        ck_assert_msg(ct_rnn_step_linear_f32(mg, x, sg, ct_module_param(og, "weight"),
-                                             ct_module_param(og, "bias"), lg, NULL) == CT_OK,
-                      "cuda step: %s", ct_ctx_error(ctx));
+        step_pair_step(&p, x, lc, lg);
         for (int64_t i = 0; i < B * V; i++)
             ck_assert_msg(fabs((double)lg[i] - (double)lc[i]) <= 1e-5 + 1e-4 * fabs((double)lc[i]),
                           "step %d logit %lld: cuda %.8g, cpu %.8g", step, (long long)i,
@@ -312,12 +352,7 @@ START_TEST(test_step_matches_cpu) {
     assert_close("state h", ct_rnn_state_h(sg), ct_rnn_state_h(sc));
     if (mode == CT_LSTM) assert_close("state c", ct_rnn_state_c(sg), ct_rnn_state_c(sc));
     ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
-    ct_rnn_state_free(sc);
-    ct_rnn_state_free(sg);
-    ct_module_free(mc);
-    ct_module_free(mg);
-    ct_module_free(oc);
-    ct_module_free(og);
+    step_pair_free(&p);
     ct_ctx_free(ctx);
 }
 END_TEST
@@ -497,38 +532,18 @@ END_TEST
 START_TEST(test_bf16_step) {
     SKIP_WITHOUT_CUDA();
     const ct_rnn_mode mode = _i % 2 ? CT_GRU : CT_LSTM;
-    const int64_t B = _i < 2 ? 6 : 1, I = 20, H = 40, V = 11, L = 2;
+    const int64_t B = _i < 2 ? 6 : 1, I = 20, H = 40, V = 11;
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
     char why[256];
     ct_set_grad_enabled(ctx, false);
-    ct_rng r1, r2;
-    ct_rng_seed(&r1, 600 + (uint64_t)_i);
-    ct_rng_seed(&r2, 600 + (uint64_t)_i);
-    const ct_rnn_config cfg = {mode, I, H, (int)L, true, false, 0.0f};
-    ct_module *mc = ct_rnn_new(ctx, &r1, &cfg), *mg = ct_rnn_new(ctx, &r2, &cfg);
-    ct_module *oc = ct_linear_new(ctx, &r1, H, V, true), *og = ct_linear_new(ctx, &r2, H, V, true);
-    ck_assert(mc && mg && oc && og);
-    ct_module_train(mc, false);
-    ct_module_train(mg, false);
-    ck_assert_int_eq(ct_module_to(mg, CUDA0), CT_OK);
-    ck_assert_int_eq(ct_module_to(og, CUDA0), CT_OK);
-    ct_rnn_state *sc = ct_rnn_state_new(mc, B), *sg = ct_rnn_state_new(mg, B);
-    ck_assert_msg(sc && sg, "%s", ct_ctx_error(ctx));
+    step_pair p;
+    step_pair_new(&p, ctx, mode, B, I, H, V, 600 + (uint64_t)_i, 999);
     ck_assert_int_eq(ct_device_set_bf16(CUDA0, true, why, sizeof why), CT_OK);
     float x[6 * 20], lc[6 * 11], lg[6 * 11];
-    uint64_t seed = 999;
     double worst = 0, top = 0;
     for (int step = 0; step < 12; step++) {
-        for (int64_t i = 0; i < B * I; i++) {
-            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-            x[i] = (float)((double)(seed >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
-        }
-        ck_assert_int_eq(ct_rnn_step_linear_f32(mc, x, sc, ct_module_param(oc, "weight"),
-                                                ct_module_param(oc, "bias"), lc, NULL), CT_OK);
-        ck_assert_msg(ct_rnn_step_linear_f32(mg, x, sg, ct_module_param(og, "weight"),
-                                             ct_module_param(og, "bias"), lg, NULL) == CT_OK,
-                      "cuda step: %s", ct_ctx_error(ctx));
+        step_pair_step(&p, x, lc, lg);
         for (int64_t i = 0; i < B * V; i++) {
             const double d = fabs((double)lg[i] - (double)lc[i]);
             worst = fmax(worst, d);
@@ -547,12 +562,7 @@ START_TEST(test_bf16_step) {
            mode == CT_LSTM ? "lstm" : "gru", (long long)B, worst, top);
     ck_assert_int_eq(ct_device_set_bf16(CUDA0, false, why, sizeof why), CT_OK);
     ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
-    ct_rnn_state_free(sc);
-    ct_rnn_state_free(sg);
-    ct_module_free(mc);
-    ct_module_free(mg);
-    ct_module_free(oc);
-    ct_module_free(og);
+    step_pair_free(&p);
     ct_ctx_free(ctx);
 }
 END_TEST
