@@ -64,6 +64,10 @@
  * (ct_dist_gpu_init) remains the recommended setup for speed: no host thread drives every
  * GPU, and no replica waits for another's kernels to be queued.
  *
+ * PRECISION. TF32 and bf16 (ct_device_set_tf32 / ct_device_set_bf16, engine/device.h) are
+ * settings of a device, not of a model: turn them on for every replica's device
+ * (ct_data_parallel_device(dp, i)), or the replicas compute in different precisions.
+ *
  * OWNERSHIP: ct_data_parallel_free frees the wrapper and the replicas it made, never the
  * model; NULL is a no-op. The model must outlive the wrapper and must not gain parameters
  * while wrapped (CT_E_STATE at the next reduce). Errors go to the model's context.
