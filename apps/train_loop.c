@@ -244,7 +244,12 @@ static void print_device(train_run *r) {
     char cuda[384];
     if (!ct_cuda_compiled()) snprintf(cuda, sizeof cuda, "CUDA not compiled in");
     else snprintf(cuda, sizeof cuda, "CUDA compiled in, %d device%s%s%s", n, n == 1 ? "" : "s", n ? "" : ": ", n ? "" : why);
-    train_say(r, "device: %s (%s)", r->o.device, cuda);
+    /* a GPU by name (what the run trains on, also in its logs) */
+    ct_device dev = r->dev;
+    if (!r->dev_chosen && ct_device_parse(r->o.device[0] ? r->o.device : "cpu", &dev, NULL, 0) != CT_OK)
+        dev = CT_DEVICE_CPU;
+    char what[512];
+    train_say(r, "device: %s (%s)", dev.type == CT_CPU ? r->o.device : ct_device_describe(dev, what, sizeof what), cuda);
     train_say(r, "BLAS: %s (core %s, %d threads)", ct_blas_config(), ct_blas_core(), ct_blas_threads());
 }
 

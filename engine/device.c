@@ -57,6 +57,27 @@ bool ct_device_available(ct_device dev, char *why, size_t why_n) {
     return false;
 }
 
+char *ct_device_describe(ct_device dev, char *buf, size_t n) {
+    if (!buf || n == 0) return buf;
+    char name[24], info[320] = "";
+    ct_device_str(dev, name, sizeof name);
+    if (dev.type == CT_CPU) {
+        snprintf(buf, n, "%s", name);
+        return buf;
+    }
+    if (!ct_device_available(dev, info, sizeof info)) {
+        snprintf(buf, n, "%s (not available: %s)", name, info);
+        return buf;
+    }
+#ifdef CT_HAVE_CUDA
+    const bool named = ct__cuda_device_name(dev.index, info, sizeof info) == 0;
+    snprintf(buf, n, "%s (%s%s)", name, named ? "" : "no properties: ", info);
+    return buf;
+#endif
+    snprintf(buf, n, "%s (%s)", name, info);
+    return buf;
+}
+
 /* ---- ct_to ----------------------------------------------------------------------------------- */
 static ct_status to_bw(ct_node *n, ct_tensor *const *g, ct_tensor **gin) {
     gin[0] = ct_to_at(n->src, g[0], n->in[0]->storage->device);

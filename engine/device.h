@@ -36,6 +36,9 @@
 ct_status ct_device_parse(const char *s, ct_device *out, char *why, size_t why_n);
 /* Whether tensors can live on dev in this build on this machine; when not, why says so. */
 bool ct_device_available(ct_device dev, char *why, size_t why_n);
+/* What dev is, for logs and reports; returns buf: "cpu", "cuda:0 (NVIDIA H200, 139.8 GiB,
+ * compute 9.0)", or "cuda:1 (not available: <why>)". */
+char *ct_device_describe(ct_device dev, char *buf, size_t n);
 
 /* A copy of t on dev, recorded in the graph (backward copies the gradient back to t's
  * device); t itself (a new reference in the current scope, as ops do) when t is already

@@ -170,6 +170,7 @@ void ct__cuda_set_tf32(int device, bool on);      /* the device's cuBLAS math mo
 void ct__cuda_set_bf16(int device, bool on);      /* bf16 GEMM inputs on that device */
 bool ct__cuda_tf32(int device);
 bool ct__cuda_bf16(int device);
+int ct__cuda_device_name(int device, char *buf, size_t n);   /* 0, or a CUDA error (buf: why) */
 #endif
 
 /* ---- helpers for op implementations ----------------------------------------------------- */

@@ -48,6 +48,20 @@ extern "C" int ct__cuda_device_count(char *why, size_t n) {
     return count_value;
 }
 
+// "NVIDIA H200, 139.8 GiB, compute 9.0" into buf; 0, or a CUDA error code (buf then says why).
+extern "C" int ct__cuda_device_name(int device, char *buf, size_t n) {
+    cudaDeviceProp p;
+    cudaError_t e = cudaGetDeviceProperties(&p, device);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        snprintf(buf, n, "%s", cudaGetErrorString(e));
+        return (int)e;
+    }
+    snprintf(buf, n, "%s, %.1f GiB, compute %d.%d", p.name, (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0),
+             p.major, p.minor);
+    return 0;
+}
+
 // ---- per-device stream and cuBLAS handle ---------------------------------------------------
 typedef struct dev_res {
     int ready;                // 1 once stream and blas are set (read with acquire)

@@ -288,8 +288,15 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    char dev_json[300] = "";
-    if (device) snprintf(dev_json, sizeof dev_json, "\"device\": \"%s\", ", ct_device_str(dev, why, sizeof why));
+    char dev_json[1024] = "";
+    if (device) {
+        char desc[512];
+        ct_device_describe(dev, desc, sizeof desc);
+        for (char *q = desc; *q; q++)
+            if (*q == '"' || *q == '\\') *q = '\'';   /* stays a JSON string */
+        snprintf(dev_json, sizeof dev_json, "\"device\": \"%s\", \"device_name\": \"%s\", ",
+                 ct_device_str(dev, why, sizeof why), desc);
+    }
     if (device || precision)
         snprintf(dev_json + strlen(dev_json), sizeof dev_json - strlen(dev_json), "\"precision\": \"%s\", ", prec);
     ct_blas_set_threads(threads);

@@ -45,7 +45,7 @@ def load(path, default_precision, runs=None, meta=None):
                 batch = 1 if r.get("mode") == "sample" else (r.get("config") or {}).get("batch", r.get("batch"))
                 prec = r.get("precision") or default_precision
                 runs.setdefault((r.get("workload"), r.get("mode"), batch, prec), []).append(r)
-                for k in ("device", "torch", "cuda", "cudnn", "cudnn_rnn_fp32", "matmul_fp32", "cantor"):
+                for k in ("device", "device_name", "torch", "cuda", "cudnn", "cudnn_rnn_fp32", "matmul_fp32", "cantor"):
                     if r.get(k) is not None:
                         meta[k] = r[k]
     except FileNotFoundError:
@@ -78,7 +78,7 @@ def main():
     print("GPU benchmark, %s; card: %s; cantor %s on %s; PyTorch %s (CUDA %s, cuDNN %s; cuDNN RNN "
           "precision %s, matmul %s)" % (
               time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), tm.get("device", sm.get("device", "?")),
-              om.get("cantor", "?"), om.get("device", "?"), tm.get("torch", sm.get("torch", "-")),
+              om.get("cantor", "?"), om.get("device_name", om.get("device", "?")), tm.get("torch", sm.get("torch", "-")),
               tm.get("cuda", "-"), tm.get("cudnn", "-"), tm.get("cudnn_rnn_fp32", "-"),
               tm.get("matmul_fp32", "-")))
     print()

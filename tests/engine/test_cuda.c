@@ -117,6 +117,19 @@ START_TEST(test_missing_device_errors) {
         ck_assert_msg(strstr(why, "make CUDA=1") != NULL, "why: %s", why);
     else
         ck_assert_msg(strstr(why, "CUDA device") != NULL, "why: %s", why);
+    /* ct_device_describe: the CPU by name, a missing device with the reason, a present one with
+     * its card's name, memory and compute capability */
+    char desc[512], want[300];
+    ck_assert_str_eq(ct_device_describe(CT_DEVICE_CPU, desc, sizeof desc), "cpu");
+    snprintf(want, sizeof want, "%s (not available: %s)", name, why);
+    ck_assert_str_eq(ct_device_describe(none, desc, sizeof desc), want);
+    ck_assert_ptr_eq(ct_device_describe(none, desc, 8), desc);   /* truncated, terminated */
+    ck_assert_int_eq((int)strlen(desc), 7);
+    if (count > 0) {
+        ct_device_describe(CT_DEVICE_CUDA(0), desc, sizeof desc);
+        ck_assert_msg(strncmp(desc, "cuda:0 (", 8) == 0 && strstr(desc, " GiB, compute ") != NULL, "%s", desc);
+        printf("cuda: %s\n", desc);
+    }
 
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
