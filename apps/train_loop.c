@@ -280,9 +280,6 @@ int train_setup(train_run *r) {
     char why[256] = "";
     if (!r->dev_chosen && ct_device_parse(o->device[0] ? o->device : "cpu", &r->dev, why, sizeof why) != CT_OK)
         return cli_usage("train", "--device: %s", why);
-    if (r->dist && (o->sched == TRAIN_LR_PLATEAU || o->early_stop > 0))
-        return cli_usage("train", "--lr-schedule plateau and --early-stop are not supported in data-parallel runs "
-                         "yet (the validation runs on one process only)");
     /* a fresh piano-roll run starts the output bias at the train keys' frequencies (a resumed
      * run gets it back with the weights) */
     if (!r->resumed && o->init_bias && r->cfg.encoding == CC_ENC_PIANOROLL) {
@@ -713,6 +710,27 @@ int train_after_step(train_run *r, const train_step_result *res) {
         }
     } else if (res->epoch_end) {
         train_say(r, "step %lld  end of epoch %lld", (long long)s, (long long)res->epoch);
+    }
+    /* data-parallel: the writer alone validates, but the plateau schedule and the early stop
+     * act on every process, so every process takes the writer's decision (and its bests) */
+    if (point && r->have_valid && r->dist && ct_dist_size(r->dist) > 1 &&
+        (o->sched == TRAIN_LR_PLATEAU || o->early_stop > 0)) {
+        double dv[2] = {r->lr_scale, r->best_valid};
+        int64_t iv[3] = {r->since_best, r->early_stopped ? 1 : 0, r->best_step};
+        ct_status st = ct_dist_broadcast_bytes(r->dist, dv, sizeof dv, 0);
+        if (st == CT_OK) st = ct_dist_broadcast_bytes(r->dist, iv, sizeof iv, 0);
+        if (st != CT_OK) {
+            clear_bar(r);
+            cli_fail("train", "step %lld: the processes could not share the validation's result (MPI broadcast "
+                     "failed): the job ends", (long long)s);
+            ct_dist_abort(r->dist, CLI_FAIL);
+            return CLI_FAIL;
+        }
+        r->lr_scale = dv[0];
+        r->best_valid = dv[1];
+        r->since_best = iv[0];
+        r->early_stopped = iv[1] != 0;
+        r->best_step = iv[2];
     }
     if (r->writer && o->samples && (o->samples_every > 0 ? s % o->samples_every == 0 : point)) train_sample_gallery(r);
     bool ckpt = false;

@@ -22,7 +22,8 @@
 #      the refusal to resume it with 3 processes; the gradients through the host round trip of
 #      GPU blocks without NCCL (CANTOR_DIST_STAGE=host: bit for bit); --device cpu (bit for
 #      bit); --device cuda:1 (a usage error) and, without a GPU, --device cuda and --precision
-#      bf16: every process fails at once, the message printed once.
+#      bf16: every process fails at once, the message printed once; --lr-schedule plateau and
+#      --early-stop on 2 processes against one (1e-5; rank 0's decisions reach every process).
 # Exits 0 when every check passes, 1 when one fails, and 0 with a "skipped" line when mpirun
 # or Open MPI's development files are missing. As root it passes --allow-run-as-root.
 # Environment: BUILD (the library's build folder, default build/release), CC (default cc),
@@ -174,6 +175,20 @@ else
         [ ! -e "$WORK/t6" ] || { echo "check_mpi: a refused run created its folder"; exit 1; }
         $MPIRUN -np 2 "$CANTOR" train $TA --steps 12 --out "$WORK/t7" --device cpu < /dev/null > /dev/null
         "$TOOL" compare "$WORK/t7/model.safetensors" "$WORK/t2/model.safetensors" 0
+        # --lr-schedule plateau and --early-stop: rank 0 alone validates, and every process takes
+        # its decisions (the rate cuts, the stop): the weights equal one process's (to 1e-5), and
+        # no process is left waiting when the others stop early
+        echo "check_mpi: cantor train --lr-schedule plateau --early-stop on 2 processes, and alone"
+        TP="--valid-every 2 --lr-schedule plateau --patience 1 --plateau-factor 0.5 --early-stop 3 --lr 0.05"
+        "$CANTOR" train $TA $TP --steps 16 --out "$WORK/t8" > "$WORK/t8.log" 2>&1
+        timeout 300 $MPIRUN -np 2 "$CANTOR" train $TA $TP --steps 16 --out "$WORK/t9" < /dev/null > "$WORK/t9.log" 2>&1 ||
+            { echo "check_mpi: the 2-process plateau/early-stop run failed or hung:"; cat "$WORK/t9.log"; exit 1; }
+        for f in t8 t9; do
+            if ! grep -q "^plateau: " "$WORK/$f.log" || ! grep -q "^early stop: " "$WORK/$f.log"; then
+                echo "check_mpi: $f: the plateau schedule or the early stop did not act:"; cat "$WORK/$f.log"; exit 1
+            fi
+        done
+        "$TOOL" compare "$WORK/t9/model.safetensors" "$WORK/t8/model.safetensors" 1e-5
     fi
 fi
 echo "check_mpi: ok"
