@@ -95,6 +95,15 @@ static dev_res *resources(int device) {
             CT_CUBLAS(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
             CT_CUBLAS(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
         }
+        // Scratch (ct__cuda_scratch) comes from the device's default stream-ordered pool: keep
+        // up to 64 MiB of it across synchronisations (the default threshold, 0, hands it back
+        // to the driver at every sync, which would make each scratch allocation as slow as
+        // cudaMalloc). Not fatal when refused.
+        cudaMemPool_t pool;
+        uint64_t keep = 64ull << 20;
+        if (cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess ||
+            cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
+            cudaGetLastError();
         r->stream = s;
         r->blas = h;
         CT_CU(cudaSetDevice(prev));
@@ -158,16 +167,8 @@ int ct__cuda_device_of(const void *p) {
 void ct__cuda_set_device(int device) { CT_CU(cudaSetDevice(device)); }
 
 void *ct__cuda_scratch(size_t nbytes, cudaStream_t st) {
-    // Keep up to 64 MiB of freed scratch in the device's default pool across synchronisations
-    // (the default threshold, 0, hands it back to the driver at every sync, which would make
-    // each scratch allocation as slow as cudaMalloc). Idempotent, so set on every call.
-    int dev = 0;
-    cudaMemPool_t pool;
-    uint64_t keep = 64ull << 20;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetDefaultMemPool(&pool, dev) != cudaSuccess ||
-        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
-        cudaGetLastError();           // not fatal; do not let CT_CU_LAUNCH report it later
+    // st is a device's engine stream (resources() made it, and set that device's pool to keep
+    // 64 MiB of freed scratch across synchronisations)
     void *p = NULL;
     cudaError_t e = cudaMallocAsync(&p, nbytes, st);
     if (e != cudaSuccess) {
