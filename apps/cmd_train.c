@@ -23,7 +23,7 @@ static void train_help(FILE *f) {
             "       cantor train --resume RUN_DIR [--steps N] [options]\n"
             "\n"
             "Trains a composer (embedding -> RNN -> linear; 88-key frames -> RNN -> linear for\n"
-            "piano rolls) with Adam on the train split of a corpus, validates on its valid\n"
+            "piano rolls) with Adam (--optimizer) on the train split of a corpus, validates on its valid\n"
             "split, and writes into RUN_DIR: model.safetensors (the latest weights, what\n"
             "'cantor sample --ckpt' reads), best.safetensors (lowest validation loss),\n"
             "ckpt-STEP.safetensors + ckpt-STEP.state (checkpoints; --resume continues from the\n"
@@ -42,6 +42,17 @@ static void train_help(FILE *f) {
             "  --window N              training window in steps (default 128)\n"
             "  --workers N             data loader threads; results do not depend on it (default 2)\n"
             "  --audio-rate HZ         --model audio: sample rate of the mu-law tokens (default 16000)\n"
+            "augmentation (training batches only; validation never; default off)\n"
+            "  --augment               transpose and time-stretch each training piece at random\n"
+            "                          (cp_augment's house defaults; the batches stay the same for\n"
+            "                          any --workers count, and a resume is still bit for bit)\n"
+            "  --transpose LO:HI       semitones, uniform among the shifts in LO..HI that keep every\n"
+            "                          note in range; 0:0 = off (default -3:3; implies --augment)\n"
+            "  --stretch LO:HI         time factor, 0.1 <= LO <= HI <= 10; 1:1 = off (default\n"
+            "                          0.95:1.05; implies --augment). Performance and piano roll only:\n"
+            "                          melody tokens count grid steps (a melody run does not stretch)\n"
+            "  --no-augment            off (on --resume: turn a run's augmentation off). A resume may\n"
+            "                          change these (a note says so); the loader's state is unaffected\n"
             "model\n"
             "  --cell NAME             lstm, gru or rnn (default lstm)\n"
             "  --layers N              RNN layers (default 2)\n"
@@ -51,7 +62,14 @@ static void train_help(FILE *f) {
             "optimisation\n"
             "  --steps N               optimizer steps (default 300)\n"
             "  --epochs N              passes over the train split, instead of --steps\n"
-            "  --lr X                  Adam learning rate (default 0.001)\n"
+            "  --optimizer NAME        adam, adamw or sgd (default adam); torch.optim's updates. May\n"
+            "                          not change on resume (the checkpoint holds its state)\n"
+            "  --weight-decay X        adamw: decoupled decay; adam, sgd: L2 added to the gradient\n"
+            "                          (default as torch: 0.01 for adamw, 0 for adam and sgd)\n"
+            "  --momentum X            sgd: momentum in [0, 1) (default 0, torch's plain SGD; 0.9 is\n"
+            "                          usual); on resume it may change but not to or from 0\n"
+            "  --betas B1,B2           adam, adamw: the moments' decay rates (default 0.9,0.999)\n"
+            "  --lr X                  learning rate (default 0.001; sgd usually wants more, e.g. 0.1)\n"
             "  --lr-schedule NAME      constant, step, exp, cosine or plateau (default constant)\n"
             "  --warmup N              linear warm-up steps before the schedule (default 0)\n"
             "  --lr-step-size N        step: multiply the rate by --lr-gamma every N steps (default 1000)\n"
@@ -104,10 +122,51 @@ enum {
     O_EPOCHS, O_LR, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_LR_MIN, O_DECAY, O_CLIP, O_DROPOUT,
     O_SEED, O_DEVICE, O_WORKERS, O_RESUME, O_CKPT_EVERY, O_KEEP, O_VALID_EVERY, O_VALID_BATCHES,
     O_SAMPLES_EVERY, O_NO_SAMPLES, O_SAMPLE_SECONDS, O_LOG_EVERY, O_SPIKE, O_MAX_SKIPS, O_AUDIO_RATE,
-    O_DASHBOARD, O_PATIENCE, O_PLATEAU_FACTOR, O_EARLY_STOP, O_NO_INIT_BIAS, O_PRECISION, O_END
+    O_DASHBOARD, O_PATIENCE, O_PLATEAU_FACTOR, O_EARLY_STOP, O_NO_INIT_BIAS, O_PRECISION,
+    O_AUGMENT, O_NO_AUGMENT, O_TRANSPOSE, O_STRETCH, O_OPTIMIZER, O_WEIGHT_DECAY, O_MOMENTUM, O_BETAS, O_END
 };
 
 #define GIVEN(o) (given[(o) - O_CORPUS])
+
+/* "LO:HI" of --transpose (integers in -127..127) or --stretch (numbers in 0.1..10), LO <= HI. */
+static bool parse_range(const char *flag, const char *s, bool integer, double *lo, double *hi) {
+    const double min = integer ? -127 : 0.1, max = integer ? 127 : 10;
+    const char *what = integer ? "LO:HI, two whole numbers of semitones in -127..127 with LO <= HI (e.g. -5:6; 0:0 = off)"
+                               : "LO:HI, two time factors in 0.1..10 with LO <= HI (e.g. 0.9:1.1; 1:1 = off)";
+    const char *colon = strchr(s, ':');
+    char *end = NULL;
+    bool ok = colon != NULL && colon != s;
+    if (ok) {
+        errno = 0;
+        *lo = integer ? (double)strtol(s, &end, 10) : strtod(s, &end);
+        ok = errno == 0 && end == colon;
+    }
+    if (ok) {
+        errno = 0;
+        *hi = integer ? (double)strtol(colon + 1, &end, 10) : strtod(colon + 1, &end);
+        ok = errno == 0 && end != colon + 1 && *end == 0;
+    }
+    if (ok && !(isfinite(*lo) && isfinite(*hi) && *lo >= min && *hi <= max && *lo <= *hi)) ok = false;
+    if (!ok) cli_usage("train", "%s '%s': expected %s", flag, s, what);
+    return ok;
+}
+
+/* "B1,B2" of --betas: two numbers in [0, 1). */
+static bool parse_betas(const char *s, double *b1, double *b2) {
+    char *end = NULL;
+    errno = 0;
+    *b1 = strtod(s, &end);
+    bool ok = errno == 0 && end != s && *end == ',';
+    if (ok) {
+        const char *p = end + 1;
+        errno = 0;
+        *b2 = strtod(p, &end);
+        ok = errno == 0 && end != p && *end == 0;
+    }
+    if (ok) ok = *b1 >= 0 && *b1 < 1 && *b2 >= 0 && *b2 < 1;
+    if (!ok) cli_usage("train", "--betas '%s': expected B1,B2, two numbers in [0, 1) (e.g. 0.9,0.999)", s);
+    return ok;
+}
 
 static bool copy_path(const char *flag, const char *s, char *dst) {
     if (strlen(s) >= TRAIN_PATH_MAX || strchr(s, '\n')) {
@@ -253,6 +312,56 @@ static int merge_resume(train_opts *o, const train_opts *cli, const bool *given,
             printf("note: --lr-schedule %s (the run had %s)\n", train_sched_name(cli->sched), train_sched_name(saved.sched));
         o->sched = cli->sched;
     }
+    /* the optimizer: its kind may not change (the checkpoint holds its state: Adam's moments or
+     * SGD's momentum buffer); its hyper-parameters may, as the learning rate */
+    if (GIVEN(O_OPTIMIZER) && cli->optimizer != saved.optimizer)
+        return cli_usage("train", "--resume %s: --optimizer %s, but the run trains with %s; its checkpoint holds "
+                         "%s's state, which %s cannot continue from: drop --optimizer, or start a new run with --out",
+                         dir, train_optim_name(cli->optimizer), train_optim_name(saved.optimizer),
+                         train_optim_name(saved.optimizer), train_optim_name(cli->optimizer));
+    if (GIVEN(O_MOMENTUM) && saved.optimizer == CT_OPTIM_SGD && (cli->momentum > 0) != (saved.momentum > 0))
+        return cli_usage("train", "--resume %s: --momentum %g, but the run used %g; the checkpoint %s SGD's momentum "
+                         "buffer, so a resume cannot turn momentum on or off (it may change it between nonzero "
+                         "values)", dir, cli->momentum, saved.momentum, saved.momentum > 0 ? "holds" : "has no");
+    MAY_CHANGE(O_WEIGHT_DECAY, "--weight-decay", weight_decay, "%g", double)
+    if (saved.optimizer == CT_OPTIM_SGD) {   /* else refused below: --momentum is SGD's */
+        MAY_CHANGE(O_MOMENTUM, "--momentum", momentum, "%g", double)
+    }
+    if (GIVEN(O_BETAS) && saved.optimizer != CT_OPTIM_SGD) {   /* else refused below */
+        if (cli->beta1 != saved.beta1 || cli->beta2 != saved.beta2)
+            printf("note: --betas %g,%g (the run had %g,%g)\n", cli->beta1, cli->beta2, saved.beta1, saved.beta2);
+        o->beta1 = cli->beta1;
+        o->beta2 = cli->beta2;
+    }
+    /* augmentation: may change (it draws from each item's own generator, so the loader's state
+     * and position do not depend on it), with a note */
+    if (GIVEN(O_AUGMENT) || GIVEN(O_NO_AUGMENT) || GIVEN(O_TRANSPOSE) || GIVEN(O_STRETCH)) {
+        o->augment = cli->augment;
+        if (cli->augment) {
+            if (GIVEN(O_TRANSPOSE) || !saved.augment) {
+                o->transpose_lo = cli->transpose_lo;
+                o->transpose_hi = cli->transpose_hi;
+            }
+            if (GIVEN(O_STRETCH) || !saved.augment) {
+                o->stretch_lo = cli->stretch_lo;
+                o->stretch_hi = cli->stretch_hi;
+            }
+            o->stretch_given = cli->stretch_given;
+        }
+        if (o->augment != saved.augment || (o->augment && (o->transpose_lo != saved.transpose_lo ||
+                                                           o->transpose_hi != saved.transpose_hi ||
+                                                           o->stretch_lo != saved.stretch_lo ||
+                                                           o->stretch_hi != saved.stretch_hi))) {
+            if (!saved.augment) printf("note: augmentation on (the run had none)\n");
+            else if (!o->augment) printf("note: augmentation off (the run had transpose %lld:%lld, stretch %g:%g)\n",
+                                         (long long)saved.transpose_lo, (long long)saved.transpose_hi,
+                                         saved.stretch_lo, saved.stretch_hi);
+            else printf("note: augmentation transpose %lld:%lld, stretch %g:%g (the run had %lld:%lld, %g:%g)\n",
+                        (long long)o->transpose_lo, (long long)o->transpose_hi, o->stretch_lo, o->stretch_hi,
+                        (long long)saved.transpose_lo, (long long)saved.transpose_hi, saved.stretch_lo,
+                        saved.stretch_hi);
+        }
+    }
     /* how the run is watched and kept: taken as given */
     if (GIVEN(O_MAX_SKIPS)) o->max_skips = cli->max_skips;
     if (GIVEN(O_WORKERS)) o->workers = cli->workers;
@@ -364,6 +473,14 @@ static int train_main(int argc, char **argv) {
         {"plateau-factor", required_argument, NULL, O_PLATEAU_FACTOR},
         {"early-stop", required_argument, NULL, O_EARLY_STOP},
         {"no-init-bias", no_argument, NULL, O_NO_INIT_BIAS},
+        {"augment", no_argument, NULL, O_AUGMENT},
+        {"optimizer", required_argument, NULL, O_OPTIMIZER},
+        {"weight-decay", required_argument, NULL, O_WEIGHT_DECAY},
+        {"momentum", required_argument, NULL, O_MOMENTUM},
+        {"betas", required_argument, NULL, O_BETAS},
+        {"no-augment", no_argument, NULL, O_NO_AUGMENT},
+        {"transpose", required_argument, NULL, O_TRANSPOSE},
+        {"stretch", required_argument, NULL, O_STRETCH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -409,6 +526,29 @@ static int train_main(int argc, char **argv) {
             break;
         case O_NO_SAMPLES: o.samples = false; break;
         case O_NO_INIT_BIAS: o.init_bias = false; break;
+        case O_AUGMENT: o.augment = true; break;
+        case O_OPTIMIZER:
+            if ((v = train_optim_parse(optarg)) < 0)
+                return cli_usage("train", "--optimizer '%s': expected adam, adamw or sgd", optarg);
+            o.optimizer = (ct_optim_kind)v;
+            break;
+        case O_BETAS:
+            if (!parse_betas(optarg, &o.beta1, &o.beta2)) return CLI_USAGE;
+            break;
+        case O_NO_AUGMENT: o.augment = false; break;
+        case O_TRANSPOSE: {
+            double lo, hi;
+            if (!parse_range("--transpose", optarg, true, &lo, &hi)) return CLI_USAGE;
+            o.transpose_lo = (int64_t)lo;
+            o.transpose_hi = (int64_t)hi;
+            o.augment = true;
+            break;
+        }
+        case O_STRETCH:
+            if (!parse_range("--stretch", optarg, false, &o.stretch_lo, &o.stretch_hi)) return CLI_USAGE;
+            o.stretch_given = true;
+            o.augment = true;
+            break;
         case O_DASHBOARD:
             /* --dashboard, --dashboard=HOST:PORT or --dashboard HOST:PORT (a next argument that
              * is not an option and holds a ':') */
@@ -456,6 +596,8 @@ static int train_main(int argc, char **argv) {
         FLT_OPT(O_CLIP, "--clip", 0, 1e6, clip)
         FLT_OPT(O_DROPOUT, "--dropout", 0, 0.95, dropout)
         FLT_OPT(O_SPIKE, "--spike-factor", 0, 1e9, spike_factor)
+        FLT_OPT(O_WEIGHT_DECAY, "--weight-decay", 0, 10, weight_decay)
+        FLT_OPT(O_MOMENTUM, "--momentum", 0, 0.999999, momentum)
         FLT_OPT(O_SAMPLE_SECONDS, "--sample-seconds", 0.25, 60, sample_seconds)
         case 'h': train_help(stdout); return CLI_OK;
         default:
@@ -468,6 +610,11 @@ static int train_main(int argc, char **argv) {
     if (optind < argc) return cli_bad_option("train", argv[optind]);
     if (GIVEN(O_STEPS) && GIVEN(O_EPOCHS)) return cli_usage("train", "--steps and --epochs: give one of them");
     if (GIVEN(O_EPOCHS)) o.steps = 0;
+    if (GIVEN(O_NO_AUGMENT) && (GIVEN(O_AUGMENT) || GIVEN(O_TRANSPOSE) || GIVEN(O_STRETCH)))
+        return cli_usage("train", "--no-augment with --augment, --transpose or --stretch: give one or the other");
+    if (o.augment && o.model == CC_ENC_AUDIO)
+        return cli_usage("train", "--augment with --model audio: the augmentations (transposition, time stretch) "
+                         "work on symbolic encodings (melody, performance, pianoroll)");
     if (o.lr_min > o.lr && o.sched == TRAIN_LR_COSINE)
         return cli_usage("train", "--lr-min %g is above --lr %g", o.lr_min, o.lr);
     if (GIVEN(O_DEVICE)) {   /* at once (--precision waits for a resumed run's options) */
@@ -488,6 +635,13 @@ static int train_main(int argc, char **argv) {
         if (!o.corpus[0]) return cli_usage("train", "--corpus FILE is required (make one with 'cantor corpus build')");
         if (!o.out[0]) return cli_usage("train", "--out RUN_DIR is required");
     }
+    /* the optimizer's own options (after a resume: the run's optimizer) */
+    if (GIVEN(O_MOMENTUM) && o.optimizer != CT_OPTIM_SGD)
+        return cli_usage("train", "--momentum is SGD's (Adam and AdamW have --betas); the run's optimizer is %s: "
+                         "give --optimizer sgd or drop --momentum", train_optim_name(o.optimizer));
+    if (GIVEN(O_BETAS) && o.optimizer == CT_OPTIM_SGD)
+        return cli_usage("train", "--betas are Adam's and AdamW's (SGD has --momentum): give --optimizer adam or "
+                         "adamw, or drop --betas");
     int crc = check_device(&o, true);
     if (crc != CLI_OK) return crc;
     static train_run r;

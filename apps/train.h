@@ -26,6 +26,7 @@
 
 #include "corpora/audio_dataset.h"
 #include "corpora/dataset.h"
+#include "corpora/transforms.h"
 #include "engine/cantor.h"
 #include "engine/optim.h"
 #include "engine/parallel/dist.h"
@@ -76,12 +77,33 @@ typedef struct train_opts {
     bool samples;                     /* --no-samples clears it */
     double sample_seconds;
     int64_t audio_rate;               /* --model audio: sample rate of the tokens */
+    /* --augment: cp_augment on the TRAINING loader only (validation never): transpose by k
+     * semitones, k uniform in [transpose_lo, transpose_hi] (redraw mode; 0:0 = off), stretch
+     * time by [stretch_lo, stretch_hi] (1:1 = off; a melody run stores 1:1, its tokens count
+     * grid steps). Defaults cp_augment_defaults(): -3:3 and 0.95:1.05. Saved (only when on, so
+     * an unaugmented run's files are as before); may change on resume (a note says so). */
+    bool augment;
+    int64_t transpose_lo, transpose_hi;
+    double stretch_lo, stretch_hi;
+    bool stretch_given;               /* --stretch was on the command line (not saved): a usage
+                                         error on a melody corpus rather than a silent 1:1 */
+    /* --optimizer (engine/optim.h, torch's updates and defaults): Adam (the default), AdamW
+     * (decoupled weight decay) or SGD (L2 weight decay, heavy-ball momentum). weight_decay < 0
+     * until resolved: then 0.01 for AdamW, 0 for the others (torch's defaults). The kind and
+     * whether SGD has momentum may not change on resume (the saved state would not fit). */
+    ct_optim_kind optimizer;
+    double weight_decay, momentum, beta1, beta2;
 } train_opts;
 
 void train_opts_defaults(train_opts *o);
 /* The schedule's name: "constant", "step", "exp", "cosine", "plateau"; parse returns -1 when unknown. */
 const char *train_sched_name(train_sched s);
 int train_sched_parse(const char *s);
+/* "adam", "adamw", "sgd"; parse returns -1 when unknown. */
+const char *train_optim_name(ct_optim_kind k);
+int train_optim_parse(const char *s);
+/* The run's optimizer on r->m (NULL + error in r->ctx on a bad configuration). */
+ct_optim *train_optim_new(const train_opts *o, ct_module *m);
 /* "fp32", "tf32", "bf16"; parse returns -1 when unknown. */
 const char *train_precision_name(train_precision p);
 int train_precision_parse(const char *s);
@@ -152,7 +174,8 @@ struct train_run {
     train_audio_subset audio_sub[2];
     ct_dataset tds, vds;
     bool have_valid;
-    ct_dataloader_opts lo;
+    ct_dataloader_opts lo;                   /* the training loader's (validation drops the transform) */
+    ct_transform augment;                    /* --augment: cp_augment's composition (else empty) */
     ct_dataloader *dl;
     int64_t batches_per_epoch;
     /* model */

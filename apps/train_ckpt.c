@@ -57,6 +57,42 @@ void train_opts_defaults(train_opts *o) {
     o->sample_seconds = 4;
     o->log_every = 10;
     o->audio_rate = 16000;
+    cp_augment_opts ad = cp_augment_defaults();
+    o->augment = false;
+    o->transpose_lo = ad.transpose_lo;
+    o->transpose_hi = ad.transpose_hi;
+    o->stretch_lo = ad.stretch_lo;
+    o->stretch_hi = ad.stretch_hi;
+    o->stretch_given = false;
+    ct_adam_config ac = ct_adam_defaults(1e-3);
+    o->optimizer = CT_OPTIM_ADAM;
+    o->weight_decay = -1;   /* resolved: torch's default for the optimizer */
+    o->momentum = 0;        /* torch.optim.SGD's default */
+    o->beta1 = ac.beta1;
+    o->beta2 = ac.beta2;
+}
+
+static const char *const OPTIM_NAMES[] = {"sgd", "adam", "adamw"};   /* by ct_optim_kind */
+
+const char *train_optim_name(ct_optim_kind k) {
+    return (unsigned)k < sizeof OPTIM_NAMES / sizeof *OPTIM_NAMES ? OPTIM_NAMES[k] : "?";
+}
+
+int train_optim_parse(const char *s) {
+    for (int i = 0; i < (int)(sizeof OPTIM_NAMES / sizeof *OPTIM_NAMES); i++)
+        if (!strcmp(s, OPTIM_NAMES[i])) return i;
+    return -1;
+}
+
+ct_optim *train_optim_new(const train_opts *o, ct_module *m) {
+    const double wd = o->weight_decay >= 0 ? o->weight_decay : o->optimizer == CT_OPTIM_ADAMW ? 0.01 : 0;
+    if (o->optimizer == CT_OPTIM_SGD)
+        return ct_sgd_new(m, (ct_sgd_config){.lr = o->lr, .momentum = o->momentum, .weight_decay = wd});
+    ct_adam_config c = o->optimizer == CT_OPTIM_ADAMW ? ct_adamw_defaults(o->lr) : ct_adam_defaults(o->lr);
+    c.beta1 = o->beta1;
+    c.beta2 = o->beta2;
+    c.weight_decay = wd;
+    return o->optimizer == CT_OPTIM_ADAMW ? ct_adamw_new(m, c) : ct_adam_new(m, c);
 }
 
 static const char *const SCHED_NAMES[] = {"constant", "step", "exp", "cosine", "plateau"};
@@ -166,6 +202,12 @@ bool train_opts_write(const train_opts *o, train_kv *kv) {
     KD("sample_seconds", o->sample_seconds) KI("log_every", o->log_every) KI("audio_rate", o->audio_rate)
     KI("patience", o->patience) KD("plateau_factor", o->plateau_factor) KI("early_stop", o->early_stop)
     KI("init_bias", o->init_bias) KS("precision", train_precision_name(o->precision))
+    KS("optimizer", train_optim_name(o->optimizer)) KD("weight_decay", o->weight_decay) KD("momentum", o->momentum)
+    KD("beta1", o->beta1) KD("beta2", o->beta2)
+    if (o->augment) {   /* only when on: an unaugmented run's files stay as they were */
+        KI("augment", 1) KI("transpose_lo", o->transpose_lo) KI("transpose_hi", o->transpose_hi)
+        KD("stretch_lo", o->stretch_lo) KD("stretch_hi", o->stretch_hi)
+    }
 #undef KI
 #undef KD
 #undef KS
@@ -204,6 +246,26 @@ bool train_opts_read(const char *text, train_opts *out, char *err, size_t n) {
             if (p < 0) missing = "precision";
             else o.precision = (train_precision)p;
         }
+        /* the optimizer: absent = Adam with torch's defaults (runs before the option) */
+        if (train_kv_get(text, "optimizer", v, sizeof v)) {
+            int k = train_optim_parse(v);
+            if (k < 0) missing = "optimizer";
+            else o.optimizer = (ct_optim_kind)k;
+            if (GET("weight_decay")) o.weight_decay = strtod(v, NULL);
+            if (GET("momentum")) o.momentum = strtod(v, NULL);
+            if (GET("beta1")) o.beta1 = strtod(v, NULL);
+            if (GET("beta2")) o.beta2 = strtod(v, NULL);
+        } else {
+            o.weight_decay = 0;
+        }
+        /* augmentation: absent = off (runs before it, and unaugmented runs) */
+        if (train_kv_get(text, "augment", v, sizeof v) && strtol(v, NULL, 10) != 0) {
+            o.augment = true;
+            if (GET("transpose_lo")) o.transpose_lo = strtoll(v, NULL, 10);
+            if (GET("transpose_hi")) o.transpose_hi = strtoll(v, NULL, 10);
+            if (GET("stretch_lo")) o.stretch_lo = strtod(v, NULL);
+            if (GET("stretch_hi")) o.stretch_hi = strtod(v, NULL);
+        }
     }
 #undef GET
 #undef RI
@@ -215,7 +277,11 @@ bool train_opts_read(const char *text, train_opts *out, char *err, size_t n) {
     }
     if ((unsigned)o.cell >= CC_CELL_COUNT || (unsigned)o.sched > TRAIN_LR_PLATEAU || o.patience < 1 ||
         !(o.plateau_factor > 0 && o.plateau_factor <= 1) || o.early_stop < 0 || o.layers < 1 || o.hidden < 1 ||
-        o.batch < 1 || o.window < 2 || (o.steps < 1 && o.epochs < 1) || o.keep < 1) {
+        o.batch < 1 || o.window < 2 || (o.steps < 1 && o.epochs < 1) || o.keep < 1 ||
+        !(o.weight_decay >= 0 && o.momentum >= 0 && o.momentum < 1 && o.beta1 >= 0 && o.beta1 < 1 &&
+          o.beta2 >= 0 && o.beta2 < 1) ||
+        o.transpose_lo < -127 || o.transpose_lo > o.transpose_hi || o.transpose_hi > 127 ||
+        !(o.stretch_lo >= 0.1 && o.stretch_lo <= o.stretch_hi && o.stretch_hi <= 10)) {
         snprintf(err, n, "the stored options are out of range (damaged file?)");
         return false;
     }
@@ -716,14 +782,15 @@ bool train_write_run_json(train_run *r) {
     OUT(",\"precision\":\"%s\"", train_precision_name(o->precision));
     if (r->world_size > 1) OUT(",\"processes\":%d", r->world_size);
     OUT(",\"steps\":%lld,\"epochs\":%lld,\"batches_per_epoch\":%lld,\"batch\":%lld,\"window\":%lld,"
-        "\"optimizer\":\"Adam\",\"lr\":%.17g,\"lr_schedule\":\"%s\",\"warmup\":%lld,\"lr_step_size\":%lld,"
+        "\"optimizer\":\"%s\",\"weight_decay\":%.17g,\"momentum\":%.17g,\"betas\":[%.17g,%.17g],\"lr\":%.17g,\"lr_schedule\":\"%s\",\"warmup\":%lld,\"lr_step_size\":%lld,"
         "\"lr_gamma\":%.17g,\"lr_min\":%.17g,\"lr_decay_steps\":%lld,\"clip\":%.17g,\"dropout\":%.17g,"
         "\"seed\":%lld,\"workers\":%lld,\"checkpoint_every\":%lld,\"keep\":%lld,\"valid_every\":%lld,"
         "\"valid_batches\":%lld,\"samples\":%s,\"samples_every\":%lld,\"sample_seconds\":%.17g,"
         "\"spike_factor\":%.17g,\"max_skips\":%lld,\"patience\":%lld,\"plateau_factor\":%.17g,"
         "\"early_stop\":%lld,\"init_bias\":%s,\"resumed_from\":",
         (long long)r->total_steps, (long long)o->epochs, (long long)r->batches_per_epoch, (long long)o->batch,
-        (long long)o->window, o->lr, train_sched_name(o->sched), (long long)o->warmup, (long long)o->lr_step_size,
+        (long long)o->window, train_optim_name(o->optimizer), o->weight_decay, o->momentum, o->beta1, o->beta2, o->lr,
+        train_sched_name(o->sched), (long long)o->warmup, (long long)o->lr_step_size,
         o->lr_gamma > 0 ? o->lr_gamma : o->sched == TRAIN_LR_EXP ? 0.999 : 0.5, o->lr_min, (long long)(o->lr_decay_steps > 0 ? o->lr_decay_steps : r->total_steps), o->clip,
         o->dropout, (long long)o->seed, (long long)o->workers, (long long)o->checkpoint_every, (long long)o->keep,
         (long long)o->valid_every, (long long)o->valid_batches, o->samples ? "true" : "false",
@@ -731,6 +798,10 @@ bool train_write_run_json(train_run *r) {
         (long long)o->patience, o->plateau_factor, (long long)o->early_stop, o->init_bias ? "true" : "false");
     if (r->resumed) OUT("%lld", (long long)r->resume_step);
     else OUT("null");
+    if (o->augment)
+        OUT(",\"augment\":{\"transpose\":[%lld,%lld],\"stretch\":[%.17g,%.17g]}", (long long)o->transpose_lo,
+            (long long)o->transpose_hi, o->stretch_lo, o->stretch_hi);
+    else OUT(",\"augment\":false");
     OUT(",\"started\":%lld}\n", (long long)time(NULL));
 #undef OUT
     char path[TRAIN_PATH_MAX + 64];

@@ -253,6 +253,50 @@ static void print_device(train_run *r) {
     train_say(r, "BLAS: %s (core %s, %d threads)", ct_blas_config(), ct_blas_core(), ct_blas_threads());
 }
 
+/* --augment: what the corpus's encoding allows (before the run folder is touched). Audio has no
+ * musical encoding; a melody's tokens count grid steps, so an explicit --stretch is refused and
+ * the default one is recorded as off (1:1). */
+static int check_augment(train_run *r) {
+    train_opts *o = &r->o;
+    if (!o->augment) return CLI_OK;
+    if (!r->train_ds)
+        return cli_usage("train", "--augment with --model audio: the augmentations (transposition, time stretch) "
+                         "work on symbolic encodings (melody, performance, pianoroll); drop --augment, "
+                         "--transpose and --stretch");
+    const cp_encoding *e = cp_corpus_encoding(cp_dataset_corpus(r->train_ds));
+    if (e->kind == CP_MELODY && !(o->stretch_lo == 1 && o->stretch_hi == 1)) {
+        if (o->stretch_given)
+            return cli_usage("train", "--stretch %g:%g on a melody corpus: melody tokens count grid steps (16th "
+                             "notes), so there is no tempo to stretch; drop --stretch (or give --stretch 1:1)",
+                             o->stretch_lo, o->stretch_hi);
+        o->stretch_lo = o->stretch_hi = 1;
+    }
+    return CLI_OK;
+}
+
+/* The training loader's transform: cp_augment with the run's ranges (each left out at 0:0 / 1:1). */
+static ct_status build_augment(train_run *r, char *desc, size_t n) {
+    const train_opts *o = &r->o;
+    const cp_encoding *e = cp_corpus_encoding(cp_dataset_corpus(r->train_ds));
+    cp_augment_opts a = cp_augment_defaults();
+    a.transpose = !(o->transpose_lo == 0 && o->transpose_hi == 0);
+    a.transpose_lo = (int)o->transpose_lo;
+    a.transpose_hi = (int)o->transpose_hi;
+    a.transpose_mode = CP_RANGE_REDRAW;
+    a.stretch = e->kind != CP_MELODY && !(o->stretch_lo == 1 && o->stretch_hi == 1);
+    a.stretch_lo = o->stretch_lo;
+    a.stretch_hi = o->stretch_hi;
+    a.velocity = false;
+    a.crop_len = 0;
+    size_t k = (size_t)snprintf(desc, n, "augmentation (training only):");
+    if (a.transpose && k < n)
+        k += (size_t)snprintf(desc + k, n - k, " transpose %+d..%+d semitones", a.transpose_lo, a.transpose_hi);
+    if (a.stretch && k < n) k += (size_t)snprintf(desc + k, n - k, "%s stretch %g..%g", a.transpose ? "," : "",
+                                                  a.stretch_lo, a.stretch_hi);
+    if (!a.transpose && !a.stretch && k < n) snprintf(desc + k, n - k, " none (transpose 0:0, stretch 1:1)");
+    return cp_augment(r->ctx, &r->augment, e, &a);
+}
+
 int train_setup(train_run *r) {
     train_opts *o = &r->o;
     r->ctx = ct_ctx_new();
@@ -261,6 +305,8 @@ int train_setup(train_run *r) {
     r->tty = isatty(STDERR_FILENO) == 1;
     print_device(r);
     int rc = open_corpus(r);
+    if (rc != CLI_OK) return rc;
+    rc = check_augment(r);
     if (rc != CLI_OK) return rc;
     /* the run folder: a fresh run replaces an earlier one there (only after the corpus opened) */
     if (mkdirs(o->out) != 0) return cli_fail("train", "%s: cannot create the run folder: %s", o->out, strerror(errno));
@@ -287,7 +333,8 @@ int train_setup(train_run *r) {
         train_say(r, "output bias: the logit of each key's smoothed frequency in the train split "
                   "(--no-init-bias: zero)");
     }
-    r->opt = ct_adam_new(r->m, ct_adam_defaults(o->lr));
+    if (o->weight_decay < 0) o->weight_decay = o->optimizer == CT_OPTIM_ADAMW ? 0.01 : 0;   /* torch's defaults */
+    r->opt = train_optim_new(o, r->m);
     if (!r->opt) return cli_fail("train", "%s", ct_ctx_error(r->ctx));
     char desc[256];
     cc_model_describe(r->m, desc, sizeof desc);
@@ -301,6 +348,12 @@ int train_setup(train_run *r) {
     r->lo.on_error = CT_ON_ERROR_SKIP;
     r->lo.collate.targets = true;
     r->lo.collate.max_len = o->window;
+    if (o->augment) {
+        char adesc[160];
+        if (build_augment(r, adesc, sizeof adesc) != CT_OK) return cli_fail("train", "--augment: %s", ct_ctx_error(r->ctx));
+        r->lo.transform = &r->augment;
+        train_say(r, "%s", adesc);
+    }
     r->dl = ct_dataloader_new(r->ctx, &r->tds, &r->lo);
     if (!r->dl) return cli_fail("train", "data: %s", ct_ctx_error(r->ctx));
     r->batches_per_epoch = ct_dataloader_num_batches(r->dl);
@@ -356,9 +409,18 @@ int train_setup(train_run *r) {
                       (long long)o->early_stop);
     char clip[48] = "no gradient clipping";
     if (o->clip > 0) snprintf(clip, sizeof clip, "gradient clipping at norm %g", o->clip);
-    train_say(r, "run: %s: %lld steps (%.2f epochs of %lld batches), batch %lld, window %lld, Adam lr %g %s, %s",
+    char optd[160];
+    int ok_ = snprintf(optd, sizeof optd, "%s", ct_optim_name(r->opt));
+    if (o->optimizer == CT_OPTIM_SGD && o->momentum > 0)
+        ok_ += snprintf(optd + ok_, sizeof optd - (size_t)ok_, " (momentum %g)", o->momentum);
+    if (o->optimizer != CT_OPTIM_SGD && (o->beta1 != 0.9 || o->beta2 != 0.999))
+        ok_ += snprintf(optd + ok_, sizeof optd - (size_t)ok_, " (betas %g,%g)", o->beta1, o->beta2);
+    if (o->weight_decay > 0)
+        snprintf(optd + ok_, sizeof optd - (size_t)ok_, " weight decay %g%s", o->weight_decay,
+                 o->optimizer == CT_OPTIM_ADAMW ? " (decoupled)" : " (L2)");
+    train_say(r, "run: %s: %lld steps (%.2f epochs of %lld batches), batch %lld, window %lld, %s lr %g %s, %s",
               o->out, (long long)r->total_steps, (double)r->total_steps / (double)r->batches_per_epoch,
-              (long long)r->batches_per_epoch, (long long)o->batch, (long long)o->window, o->lr, sched, clip);
+              (long long)r->batches_per_epoch, (long long)o->batch, (long long)o->window, optd, o->lr, sched, clip);
     char path[TRAIN_PATH_MAX + 64];
     if (!r->writer) return CLI_OK;
     r->metrics = fopen(train_path(r, path, sizeof path, "metrics.jsonl"), "a");
@@ -370,6 +432,7 @@ int train_setup(train_run *r) {
 void train_run_free(train_run *r) {
     if (r->metrics) fclose(r->metrics);
     ct_dataloader_free(r->dl);
+    ct_transform_free(&r->augment);   /* after the loader that borrowed it */
     ct_optim_free(r->opt);
     ct_module_free(r->m);
     cp_dataset_free(r->train_ds);
@@ -557,6 +620,7 @@ double train_validate(train_run *r, int64_t *count_out) {
     ct_dataloader_opts lo = r->lo;
     lo.sampler = CT_SAMPLER_SEQUENTIAL;
     lo.workers = 0;
+    lo.transform = NULL;   /* validation is never augmented */
     /* piano roll: whole pieces, so that the loss is the benchmarks' NLL (what `cantor eval`
      * reports), not that of a random window of each long piece */
     if (r->cfg.encoding == CC_ENC_PIANOROLL) lo.collate.max_len = 0;

@@ -96,12 +96,20 @@ typedef struct saved_state {
     char *blob;
 } saved_state;
 
-static void load_state(const char *weights, const char *state, saved_state *s) {
+/* The optimizer a checkpoint state is loaded into (its kind and whether SGD has momentum must
+ * match the run's). */
+typedef struct ckpt_optim { ct_optim_kind kind; double momentum; } ckpt_optim;
+static const ckpt_optim ADAM = {CT_OPTIM_ADAM, 0};
+
+static void load_state(const char *weights, const char *state, saved_state *s, ckpt_optim ko) {
     memset(s, 0, sizeof *s);
     ct_ctx *ctx = tu_ctx(NULL);
     ct_module *m = cc_load(ctx, weights);
     ck_assert_msg(m != NULL, "%s: %s", weights, ct_ctx_error(ctx));
-    ct_optim *opt = ct_adam_new(m, ct_adam_defaults(1e-3));
+    ct_optim *opt = ko.kind == CT_OPTIM_SGD ? ct_sgd_new(m, (ct_sgd_config){.lr = 0.1, .momentum = ko.momentum})
+                    : ko.kind == CT_OPTIM_ADAMW ? ct_adamw_new(m, ct_adamw_defaults(1e-3))
+                                                : ct_adam_new(m, ct_adam_defaults(1e-3));
+    ck_assert_ptr_nonnull(opt);
     ct_rng rng;
     ct_rng_seed(&rng, 99);
     ct_rng *rngs[] = {&rng};
@@ -132,7 +140,7 @@ static void free_state(saved_state *s) {
 
 /* The checkpoint pairs of two runs at a step hold the same weights, moments, generators and
  * data position. */
-static void assert_same_checkpoint(const char *run_a, const char *run_b, int64_t step) {
+static void assert_same_checkpoint_opt(const char *run_a, const char *run_b, int64_t step, ckpt_optim ko) {
     char wa[256], wb[256], sa_[256], sb_[256];
     snprintf(wa, sizeof wa, "%s/ckpt-%08lld.safetensors", run_a, (long long)step);
     snprintf(wb, sizeof wb, "%s/ckpt-%08lld.safetensors", run_b, (long long)step);
@@ -140,19 +148,24 @@ static void assert_same_checkpoint(const char *run_a, const char *run_b, int64_t
     snprintf(sb_, sizeof sb_, "%s/ckpt-%08lld.state", run_b, (long long)step);
     assert_same_weights(wa, wb);
     saved_state a, b;
-    load_state(wa, sa_, &a);
-    load_state(wb, sb_, &b);
+    load_state(wa, sa_, &a, ko);
+    load_state(wb, sb_, &b, ko);
     ck_assert_int_eq(a.step, step);
     ck_assert_int_eq(b.step, step);
     ck_assert_int_eq(a.opt_step, b.opt_step);
-    ck_assert_int_eq(a.n_arrays, 2);
-    ck_assert_int_eq(b.n_arrays, 2);
+    const int arrays = ko.kind != CT_OPTIM_SGD ? 2 : ko.momentum > 0 ? 1 : 0;
+    ck_assert_int_eq(a.n_arrays, arrays);
+    ck_assert_int_eq(b.n_arrays, arrays);
     for (int i = 0; i < a.n_arrays; i++)
-        ck_assert_msg(memcmp(a.arrays[i], b.arrays[i], sizeof(float) * (size_t)a.size) == 0, "Adam state %d differs", i);
+        ck_assert_msg(memcmp(a.arrays[i], b.arrays[i], sizeof(float) * (size_t)a.size) == 0, "optimizer state %d differs", i);
     ck_assert_msg(memcmp(a.rng, b.rng, sizeof a.rng) == 0, "the dropout generator differs");
     ck_assert_str_eq(a.loader, b.loader);
     free_state(&a);
     free_state(&b);
+}
+
+static void assert_same_checkpoint(const char *run_a, const char *run_b, int64_t step) {
+    assert_same_checkpoint_opt(run_a, run_b, step, ADAM);
 }
 
 static int count_lines(const char *path, const char *needle) {
@@ -445,6 +458,26 @@ START_TEST(test_usage_errors) {
         {"--bogus 1", "unknown option '--bogus'"},
         {"stray", "unexpected argument 'stray'"},
         {"--model pianoroll", "--model pianoroll, but tmp/tr_u.corpus is a melody corpus"},
+        {"--transpose 3", "--transpose '3': expected LO:HI, two whole numbers of semitones"},
+        {"--transpose 5:-5", "--transpose '5:-5': expected LO:HI"},
+        {"--transpose 1.5:2", "--transpose '1.5:2': expected LO:HI"},
+        {"--transpose -200:0", "--transpose '-200:0': expected LO:HI"},
+        {"--transpose :3", "--transpose ':3': expected LO:HI"},
+        {"--stretch 0:2", "--stretch '0:2': expected LO:HI, two time factors in 0.1..10"},
+        {"--stretch 1.1:0.9", "--stretch '1.1:0.9': expected LO:HI"},
+        {"--stretch 1:", "--stretch '1:': expected LO:HI"},
+        {"--augment --no-augment", "--no-augment with --augment"},
+        {"--stretch 0.9:1.1", "--stretch 0.9:1.1 on a melody corpus: melody tokens count grid steps"},
+        {"--transpose", "--transpose needs a value"},
+        {"--optimizer rmsprop", "--optimizer 'rmsprop': expected adam, adamw or sgd"},
+        {"--weight-decay -0.1", "--weight-decay '-0.1'"},
+        {"--optimizer sgd --momentum 1", "--momentum '1'"},
+        {"--optimizer sgd --momentum x", "--momentum 'x'"},
+        {"--betas 0.9", "--betas '0.9': expected B1,B2, two numbers in [0, 1)"},
+        {"--betas 0.9,1", "--betas '0.9,1': expected B1,B2"},
+        {"--momentum 0.9", "--momentum is SGD's"},
+        {"--optimizer adamw --momentum 0.9", "--momentum is SGD's"},
+        {"--optimizer sgd --betas 0.9,0.99", "--betas are Adam's and AdamW's"},
     };
     char args[512];
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -482,7 +515,13 @@ START_TEST(test_usage_errors) {
                                         "--clip", "--dropout", "--seed", "--device", "--workers", "--resume",
                                         "--checkpoint-every", "--keep", "--valid-every", "--valid-batches",
                                         "--samples-every", "--no-samples", "--sample-seconds", "--log-every",
-                                        "--spike-factor", "--max-skips", "--audio-rate", "exits with 130"};
+                                        "--spike-factor", "--max-skips", "--audio-rate", "exits with 130",
+                                        "--augment", "--no-augment", "--transpose LO:HI", "default -3:3",
+                                        "--stretch LO:HI", "default\n                          0.95:1.05",
+                                        "validation never; default off",
+                                        "--optimizer NAME", "default adam", "--weight-decay", "0.01 for adamw",
+                                        "--momentum", "default 0, torch's plain SGD", "--betas B1,B2",
+                                        "default 0.9,0.999"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) HAS(out, flags[i]);
     ck_assert_int_eq(run("train --help", out, sizeof out), 0);
     HAS(out, "usage: cantor train");
@@ -614,7 +653,7 @@ START_TEST(test_full_disk) {
     ck_assert(!exists("tmp/tr_f/ckpt-00000006.safetensors.tmp"));
     assert_same_weights("tmp/tr_f/model.safetensors", "tmp/tr_f/ckpt-00000004.safetensors");
     saved_state s;
-    load_state("tmp/tr_f/ckpt-00000004.safetensors", "tmp/tr_f/ckpt-00000004.state", &s);
+    load_state("tmp/tr_f/ckpt-00000004.safetensors", "tmp/tr_f/ckpt-00000004.state", &s, ADAM);
     ck_assert_int_eq(s.step, 4);
     free_state(&s);
     /* and the run goes on from it once there is room */
@@ -922,6 +961,184 @@ START_TEST(test_plateau_resume_bit_exact) {
 }
 END_TEST
 
+/* ---- --augment: the training batches only, same for any worker count, resumed bit for bit ---- */
+#define AUG_OPTS TINY "--lr 0.01 --dropout 0.1 --checkpoint-every 4 --keep 3 --valid-every 1 --no-samples "
+
+START_TEST(test_augment) {
+    mkdir("tmp", 0755);
+    static const char *const dirs[] = {"tmp/tr_xa", "tmp/tr_xb", "tmp/tr_xc", "tmp/tr_xd", "tmp/tr_xe", "tmp/tr_xf",
+                                       "tmp/tr_xg", "tmp/tr_xh"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) tu_rm_rf(dirs[i]);
+    write_corpus("tmp/tr_x.corpus", 12, 3, 60);
+    /* A: augmented, 8 steps without workers */
+    ck_assert_int_eq(run("train --corpus tmp/tr_x.corpus --out tmp/tr_xa --steps 8 --workers 0 --transpose -5:6 "
+                         AUG_OPTS, out, sizeof out), 0);
+    HAS(out, "augmentation (training only): transpose -5..+6 semitones");
+    LACKS(out, "stretch");   /* a melody run does not stretch */
+    size_t len;
+    char *js = (char *)tu_slurp("tmp/tr_xa/run.json", &len);
+    ck_assert_ptr_nonnull(js);
+    HAS(js, "\"augment\":{\"transpose\":[-5,6],\"stretch\":[1,1]}");
+    free(js);
+    char *st = (char *)tu_slurp("tmp/tr_xa/ckpt-00000008.state", &len);
+    ck_assert_ptr_nonnull(st);
+    ck_assert(has_bytes(st, len, "\naugment 1\n") && has_bytes(st, len, "\ntranspose_lo -5\n") &&
+              has_bytes(st, len, "\ntranspose_hi 6\n"));
+    free(st);
+    /* B: the same with 2 workers: the same batches, so the same checkpoint */
+    ck_assert_int_eq(run("train --corpus tmp/tr_x.corpus --out tmp/tr_xb --steps 8 --workers 2 --transpose -5:6 "
+                         AUG_OPTS, out, sizeof out), 0);
+    assert_same_checkpoint("tmp/tr_xa", "tmp/tr_xb", 8);
+    /* C: 4 steps with 2 workers, then a resume (1 worker) to 8: the augmentation is kept */
+    ck_assert_int_eq(run("train --corpus tmp/tr_x.corpus --out tmp/tr_xc --steps 4 --workers 2 --transpose -5:6 "
+                         AUG_OPTS, out, sizeof out), 0);
+    ck_assert_int_eq(run("train --resume tmp/tr_xc --steps 8 --workers 1", out, sizeof out), 0);
+    HAS(out, "augmentation (training only): transpose -5..+6 semitones");
+    LACKS(out, "note: augmentation");
+    assert_same_checkpoint("tmp/tr_xa", "tmp/tr_xc", 8);
+    /* D: without augmentation the model sees other batches: other weights; an unaugmented
+     * run's state has no augmentation keys and its run.json says "augment":false */
+    ck_assert_int_eq(run("train --corpus tmp/tr_x.corpus --out tmp/tr_xd --steps 8 --workers 0 " AUG_OPTS, out,
+                         sizeof out), 0);
+    LACKS(out, "augmentation");
+    cp_encoding me = cp_encoding_default(CP_MELODY);
+    const int nv = cp_encoding_vocab(&me);
+    ck_assert(nv > 2 && nv <= 256);
+    float wa[256], wd[256];
+    read_tensor("tmp/tr_xa/ckpt-00000008.safetensors", "out.bias", wa, nv);
+    read_tensor("tmp/tr_xd/ckpt-00000008.safetensors", "out.bias", wd, nv);
+    ck_assert_msg(memcmp(wa, wd, sizeof(float) * (size_t)nv) != 0, "the augmented run trained the same weights as the plain one");
+    st = (char *)tu_slurp("tmp/tr_xd/ckpt-00000008.state", &len);
+    ck_assert_ptr_nonnull(st);
+    ck_assert(!has_bytes(st, len, "\naugment ") && !has_bytes(st, len, "transpose_lo"));
+    free(st);
+    js = (char *)tu_slurp("tmp/tr_xd/run.json", &len);
+    ck_assert_ptr_nonnull(js);
+    HAS(js, "\"augment\":false");
+    free(js);
+    /* validation is not augmented: step 1 is skipped (NaN loss), so both runs validate the
+     * initial weights; the augmented run's valid loss equals the plain run's, bit for bit
+     * (--transpose 1:1 shifts every piece that can move: an augmented validation would differ) */
+    ck_assert_int_eq(run_env("CANTOR_TRAIN_FAULTS=nan-loss@1", "train --corpus tmp/tr_x.corpus --out tmp/tr_xe --steps 1 "
+                             "--workers 0 --transpose 1:1 " AUG_OPTS, out, sizeof out), 0);
+    ck_assert_int_eq(run_env("CANTOR_TRAIN_FAULTS=nan-loss@1", "train --corpus tmp/tr_x.corpus --out tmp/tr_xf --steps 1 "
+                             "--workers 0 " AUG_OPTS, out, sizeof out), 0);
+    HAS(metrics_line("tmp/tr_xe", 1), "\"skipped\":true");
+    double ve = json_num_of(metrics_line("tmp/tr_xe", 1), "valid_loss");
+    double vf = json_num_of(metrics_line("tmp/tr_xf", 1), "valid_loss");
+    ck_assert_msg(isfinite(ve) && ve == vf, "valid loss %.17g (augmented) vs %.17g", ve, vf);
+    /* a resume may turn augmentation on or off (a note says so), and --stretch on a melody
+     * corpus is refused there too */
+    ck_assert_int_eq(run("train --resume tmp/tr_xd --steps 10 --augment", out, sizeof out), 0);
+    HAS(out, "note: augmentation on (the run had none)");
+    HAS(out, "augmentation (training only): transpose -3..+3 semitones");
+    ck_assert_int_eq(run("train --resume tmp/tr_xd --steps 12 --no-augment", out, sizeof out), 0);
+    HAS(out, "note: augmentation off (the run had transpose -3:3, stretch 1:1)");
+    LACKS(out, "augmentation (training only)");
+    ck_assert_int_eq(run("train --resume tmp/tr_xd --steps 14 --stretch 0.9:1.1", out, sizeof out), 2);
+    HAS(out, "--stretch 0.9:1.1 on a melody corpus");
+    /* piano roll: transposition and time stretch; still the same for any worker count */
+    write_roll_corpus("tmp/tr_xr.corpus", 8, 2, 24, NULL, NULL);
+    ck_assert_int_eq(run("train --corpus tmp/tr_xr.corpus --out tmp/tr_xg --steps 6 --workers 0 --augment "
+                         "--stretch 0.8:1.25 " AUG_OPTS, out, sizeof out), 0);
+    HAS(out, "augmentation (training only): transpose -3..+3 semitones, stretch 0.8..1.25");
+    ck_assert_int_eq(run("train --corpus tmp/tr_xr.corpus --out tmp/tr_xh --steps 6 --workers 2 --augment "
+                         "--stretch 0.8:1.25 " AUG_OPTS, out, sizeof out), 0);
+    assert_same_weights("tmp/tr_xg/model.safetensors", "tmp/tr_xh/model.safetensors");
+    js = (char *)tu_slurp("tmp/tr_xg/run.json", &len);
+    ck_assert_ptr_nonnull(js);
+    HAS(js, "\"augment\":{\"transpose\":[-3,3],\"stretch\":[0.80000000000000004,1.25]}");
+    free(js);
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) tu_rm_rf(dirs[i]);
+    remove("tmp/tr_x.corpus");
+    remove("tmp/tr_xr.corpus");
+}
+END_TEST
+
+/* ---- --optimizer: each one trains; SGD and AdamW resume bit for bit; a resume keeps the kind -- */
+#define OPT_OPTS TINY "--checkpoint-every 4 --keep 3 --valid-every 100 --no-samples --dropout 0.1 "
+
+/* The mean train loss of steps [from, to] of a run. */
+static double mean_loss(const char *dir, int64_t from, int64_t to) {
+    double sum = 0;
+    for (int64_t s = from; s <= to; s++) {
+        double l = json_num_of(metrics_line(dir, s), "train_loss");
+        ck_assert_msg(isfinite(l), "%s step %lld: %s", dir, (long long)s, metrics_line(dir, s));
+        sum += l;
+    }
+    return sum / (double)(to - from + 1);
+}
+
+START_TEST(test_optimizers) {
+    mkdir("tmp", 0755);
+    static const char *const dirs[] = {"tmp/tr_oa", "tmp/tr_ob", "tmp/tr_oc", "tmp/tr_od", "tmp/tr_oe"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) tu_rm_rf(dirs[i]);
+    write_corpus("tmp/tr_o.corpus", 12, 3, 60);
+    /* each optimizer learns: the loss of the last 4 of 16 steps is below that of the first 4 */
+    static const struct { const char *dir, *args, *says, *json; } runs[] = {
+        {"tmp/tr_oa", "--optimizer adam --lr 0.01", "Adam lr 0.01",
+         "\"optimizer\":\"adam\",\"weight_decay\":0,\"momentum\":0,\"betas\":[0.90000000000000002,0.999]"},
+        {"tmp/tr_ob", "--optimizer adamw --lr 0.01", "AdamW weight decay 0.01 (decoupled) lr 0.01",
+         "\"optimizer\":\"adamw\",\"weight_decay\":0.01,"},
+        {"tmp/tr_oc", "--optimizer sgd --momentum 0.9 --lr 0.5 --weight-decay 0.0001",
+         "SGD (momentum 0.9) weight decay 0.0001 (L2) lr 0.5", "\"optimizer\":\"sgd\",\"weight_decay\":0.0001,\"momentum\":0.90000000000000002,"},
+    };
+    char args[1024];
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        snprintf(args, sizeof args, "train --corpus tmp/tr_o.corpus --out %s --steps 16 --workers 0 %s " OPT_OPTS,
+                 runs[i].dir, runs[i].args);
+        ck_assert_msg(run(args, out, sizeof out) == 0, "%s:\n%s", args, out);
+        HAS(out, runs[i].says);
+        double first = mean_loss(runs[i].dir, 1, 4), last = mean_loss(runs[i].dir, 13, 16);
+        ck_assert_msg(last < first, "%s: the loss did not fall (%g -> %g)", runs[i].args, first, last);
+        char path[256];
+        snprintf(path, sizeof path, "%s/run.json", runs[i].dir);
+        size_t len;
+        char *js = (char *)tu_slurp(path, &len);
+        ck_assert_ptr_nonnull(js);
+        HAS(js, runs[i].json);
+        free(js);
+    }
+    /* the default is Adam, the same run bit for bit as --optimizer adam */
+    ck_assert_int_eq(run("train --corpus tmp/tr_o.corpus --out tmp/tr_od --steps 16 --workers 0 --lr 0.01 " OPT_OPTS, out,
+                         sizeof out), 0);
+    HAS(out, "Adam lr 0.01");
+    assert_same_checkpoint("tmp/tr_oa", "tmp/tr_od", 16);
+    /* AdamW and SGD resume bit for bit (8 + 8 with other worker counts) */
+    static const struct { const char *args; ckpt_optim ko; const char *ref; } res[] = {
+        {"--optimizer adamw --lr 0.01", {CT_OPTIM_ADAMW, 0}, "tmp/tr_ob"},
+        {"--optimizer sgd --momentum 0.9 --lr 0.5 --weight-decay 0.0001", {CT_OPTIM_SGD, 0.9}, "tmp/tr_oc"},
+    };
+    for (size_t i = 0; i < sizeof res / sizeof *res; i++) {
+        tu_rm_rf("tmp/tr_oe");
+        snprintf(args, sizeof args, "train --corpus tmp/tr_o.corpus --out tmp/tr_oe --steps 8 --workers 2 %s " OPT_OPTS,
+                 res[i].args);
+        ck_assert_msg(run(args, out, sizeof out) == 0, "%s:\n%s", args, out);
+        ck_assert_int_eq(run("train --resume tmp/tr_oe --steps 16 --workers 1", out, sizeof out), 0);
+        HAS(out, "resumed tmp/tr_oe at step 8");
+        assert_same_checkpoint_opt(res[i].ref, "tmp/tr_oe", 16, res[i].ko);
+    }
+    /* tmp/tr_oe is the SGD run now: another optimizer is refused, so is turning momentum off;
+     * the hyper-parameters may change */
+    ck_assert_int_eq(run("train --resume tmp/tr_oe --steps 20 --optimizer adam", out, sizeof out), 2);
+    HAS(out, "--resume tmp/tr_oe: --optimizer adam, but the run trains with sgd; its checkpoint holds sgd's state");
+    ck_assert_int_eq(run("train --resume tmp/tr_oe --steps 20 --momentum 0", out, sizeof out), 2);
+    HAS(out, "cannot turn momentum on or off");
+    ck_assert_int_eq(run("train --resume tmp/tr_oe --steps 20 --betas 0.8,0.9", out, sizeof out), 2);
+    HAS(out, "--betas are Adam's and AdamW's");
+    ck_assert_int_eq(run("train --resume tmp/tr_ob --steps 20 --optimizer sgd", out, sizeof out), 2);
+    HAS(out, "--optimizer sgd, but the run trains with adamw");
+    ck_assert_int_eq(run("train --resume tmp/tr_oe --steps 18 --momentum 0.8 --weight-decay 0", out, sizeof out), 0);
+    HAS(out, "note: --momentum 0.8 (the run had 0.9)");
+    HAS(out, "note: --weight-decay 0 (the run had 0.0001)");
+    HAS(out, "SGD (momentum 0.8) lr 0.5");
+    ck_assert_int_eq(run("train --resume tmp/tr_oe --steps 20 --optimizer sgd", out, sizeof out), 0);
+    HAS(out, "SGD (momentum 0.8) lr 0.5");
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) tu_rm_rf(dirs[i]);
+    remove("tmp/tr_o.corpus");
+}
+END_TEST
+
 Suite *train_suite(void) {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("train");
@@ -938,6 +1155,8 @@ Suite *train_suite(void) {
     tcase_add_test(tc, test_plateau_early_stop);
     tcase_add_test(tc, test_plateau_resume_bit_exact);
     tcase_add_test(tc, test_device_and_precision);
+    tcase_add_test(tc, test_augment);
+    tcase_add_test(tc, test_optimizers);
     suite_add_tcase(s, tc);
     return s;
 }
