@@ -7,6 +7,7 @@
 #include "engine/cpu/iter.h"
 #include "engine/cpu/kernels.h"
 #include "engine/kernels_rnn.h"
+#include "engine/unary_math.h"
 
 static int cpu_count(void) { return 1; }
 static void *cpu_alloc(ct_ctx *ctx, ct_device d, size_t n) { (void)d; return ct__host_alloc(ctx, n); }
@@ -79,28 +80,6 @@ static void cpu_binary(ct_binop op, ct_tensor *out, const ct_tensor *ta, const c
     } while (ct_iter_next(&it));
 }
 
-static inline float sigmoidf(float x) {
-    return x >= 0 ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
-}
-
-static inline float unary1(ct_unop op, float x, float p0, float p1) {
-    switch (op) {
-    case CT_UN_NEG: return -x;
-    case CT_UN_EXP: return expf(x);
-    case CT_UN_LOG: return logf(x);
-    case CT_UN_SQRT: return sqrtf(x);
-    case CT_UN_TANH: return tanhf(x);
-    case CT_UN_SIGMOID: return sigmoidf(x);
-    case CT_UN_RELU: return x > 0 ? x : 0.0f;
-    case CT_UN_CLAMP: return x < p0 ? p0 : (x > p1 ? p1 : x);
-    case CT_UN_ADD_SCALAR: return x + p0;
-    case CT_UN_MUL_SCALAR: return x * p0;
-    case CT_UN_POW_SCALAR: return powf(x, p0);
-    case CT_UN_RSUB_SCALAR: return p0 - x;
-    default: return NAN;
-    }
-}
-
 static void cpu_unary(ct_unop op, ct_tensor *out, const ct_tensor *ta, float p0, float p1) {
     ct_iter it;
     ct_iter_init(&it, 2, (const ct_tensor *[]){out, ta});
@@ -109,27 +88,8 @@ static void cpu_unary(ct_unop op, ct_tensor *out, const ct_tensor *ta, float p0,
         float *o = (void *)it.base[0];
         const float *a = (void *)it.base[1];
         int64_t so = it.is[0], sa = it.is[1];
-        for (int64_t i = 0; i < it.inner; i++) o[i * so] = unary1(op, a[i * sa], p0, p1);
+        for (int64_t i = 0; i < it.inner; i++) o[i * so] = ct__unary1(op, a[i * sa], p0, p1);
     } while (ct_iter_next(&it));
-}
-
-/* derivative of op at x (y = op(x)) */
-static inline float dunary(ct_unop op, float x, float y, float p0, float p1) {
-    switch (op) {
-    case CT_UN_NEG: return -1.0f;
-    case CT_UN_EXP: return y;
-    case CT_UN_LOG: return 1.0f / x;
-    case CT_UN_SQRT: return 0.5f / y;
-    case CT_UN_TANH: return 1.0f - y * y;
-    case CT_UN_SIGMOID: return y * (1.0f - y);
-    case CT_UN_RELU: return x > 0 ? 1.0f : 0.0f;
-    case CT_UN_CLAMP: return (x >= p0 && x <= p1) ? 1.0f : 0.0f;
-    case CT_UN_ADD_SCALAR: return 1.0f;
-    case CT_UN_MUL_SCALAR: return p0;
-    case CT_UN_POW_SCALAR: return p0 == 0.0f ? 0.0f : p0 * powf(x, p0 - 1.0f);
-    case CT_UN_RSUB_SCALAR: return -1.0f;
-    default: (void)p1; return NAN;
-    }
 }
 
 static void cpu_unary_grad(ct_unop op, ct_tensor *gin, const ct_tensor *gout, const ct_tensor *ta,
@@ -141,7 +101,7 @@ static void cpu_unary_grad(ct_unop op, ct_tensor *gin, const ct_tensor *gout, co
         float *gi = (void *)it.base[0];
         const float *go = (void *)it.base[1], *a = (void *)it.base[2], *y = (void *)it.base[3];
         for (int64_t i = 0; i < it.inner; i++)
-            gi[i * it.is[0]] = go[i * it.is[1]] * dunary(op, a[i * it.is[2]], y[i * it.is[3]], p0, p1);
+            gi[i * it.is[0]] = go[i * it.is[1]] * ct__dunary1(op, a[i * it.is[2]], y[i * it.is[3]], p0, p1);
     } while (ct_iter_next(&it));
 }
 

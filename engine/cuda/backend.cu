@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "engine/cuda/cuda_internal.h"
+#include "engine/unary_math.h"
 
 extern "C" {
 #include "engine/device.h"
@@ -497,57 +498,16 @@ static void cu_binary(ct_binop op, ct_tensor *out, const ct_tensor *a, const ct_
     }
 }
 
-// ---- unary and its gradient (the CPU backend's formulas, one for one) ---------------------
-__device__ inline float sigmoid1(float x) {
-    return x >= 0 ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
-}
-
-__device__ inline float unary1(int op, float x, float p0, float p1) {
-    switch (op) {
-    case CT_UN_NEG: return -x;
-    case CT_UN_EXP: return expf(x);
-    case CT_UN_LOG: return logf(x);
-    case CT_UN_SQRT: return sqrtf(x);
-    case CT_UN_TANH: return tanhf(x);
-    case CT_UN_SIGMOID: return sigmoid1(x);
-    case CT_UN_RELU: return x > 0 ? x : 0.0f;
-    case CT_UN_CLAMP: return x < p0 ? p0 : (x > p1 ? p1 : x);
-    case CT_UN_ADD_SCALAR: return x + p0;
-    case CT_UN_MUL_SCALAR: return x * p0;
-    case CT_UN_POW_SCALAR: return powf(x, p0);
-    case CT_UN_RSUB_SCALAR: return p0 - x;
-    default: return __int_as_float(0x7fc00000);   // NaN, as the CPU's default
-    }
-}
-
-__device__ inline float dunary1(int op, float x, float y, float p0, float p1) {
-    (void)p1;
-    switch (op) {
-    case CT_UN_NEG: return -1.0f;
-    case CT_UN_EXP: return y;
-    case CT_UN_LOG: return 1.0f / x;
-    case CT_UN_SQRT: return 0.5f / y;
-    case CT_UN_TANH: return 1.0f - y * y;
-    case CT_UN_SIGMOID: return y * (1.0f - y);
-    case CT_UN_RELU: return x > 0 ? 1.0f : 0.0f;
-    case CT_UN_CLAMP: return (x >= p0 && x <= p1) ? 1.0f : 0.0f;
-    case CT_UN_ADD_SCALAR: return 1.0f;
-    case CT_UN_MUL_SCALAR: return p0;
-    case CT_UN_POW_SCALAR: return p0 == 0.0f ? 0.0f : p0 * powf(x, p0 - 1.0f);
-    case CT_UN_RSUB_SCALAR: return -1.0f;
-    default: return __int_as_float(0x7fc00000);
-    }
-}
-
+// ---- unary and its gradient (the formulas of engine/unary_math.h, shared with the CPU) ------
 __global__ void k_unary_dense(int64_t n, int op, float *o, const float *a, float p0, float p1) {
-    GRID_LOOP(i, n) o[i] = unary1(op, a[i], p0, p1);
+    GRID_LOOP(i, n) o[i] = ct__unary1((ct_unop)op, a[i], p0, p1);
 }
 
 __global__ void k_unary(geo<2> g, int op, float *o, const float *a, float p0, float p1) {
     GRID_LOOP(i, g.n) {
         int64_t f[2];
         offsets<2>(g, i, f);
-        o[f[0]] = unary1(op, a[f[1]], p0, p1);
+        o[f[0]] = ct__unary1((ct_unop)op, a[f[1]], p0, p1);
     }
 }
 
@@ -567,7 +527,7 @@ static void cu_unary(ct_unop op, ct_tensor *out, const ct_tensor *a, float p0, f
 
 __global__ void k_unary_grad_dense(int64_t n, int op, float *gi, const float *go, const float *a,
                                    const float *y, float p0, float p1) {
-    GRID_LOOP(i, n) gi[i] = go[i] * dunary1(op, a[i], y[i], p0, p1);
+    GRID_LOOP(i, n) gi[i] = go[i] * ct__dunary1((ct_unop)op, a[i], y[i], p0, p1);
 }
 
 __global__ void k_unary_grad(geo<4> g, int op, float *gi, const float *go, const float *a,
@@ -575,7 +535,7 @@ __global__ void k_unary_grad(geo<4> g, int op, float *gi, const float *go, const
     GRID_LOOP(i, g.n) {
         int64_t f[4];
         offsets<4>(g, i, f);
-        gi[f[0]] = go[f[1]] * dunary1(op, a[f[2]], y[f[3]], p0, p1);
+        gi[f[0]] = go[f[1]] * ct__dunary1((ct_unop)op, a[f[2]], y[f[3]], p0, p1);
     }
 }
 
