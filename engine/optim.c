@@ -286,10 +286,7 @@ ct_status ct_optim_set_state(ct_optim *o, int i, const float *src, int64_t n) {
     if (!o) return CT_E_NULL;
     ct_status st = state_check(o, "optim_set_state", i, src, n);
     if (st || n == 0) return st;
-    ct_tensor *s = o->state[i];
-    s->storage->backend->from_host(ct_data(s), src, (size_t)n * sizeof(float));
-    ct__bump_version(s);
-    return CT_OK;
+    return ct_copy_from_host(o->state[i], src, (size_t)n * sizeof(float));
 }
 
 /* ---- schedules -------------------------------------------------------------------------------- */

@@ -391,6 +391,30 @@ ct_status ct_copy_to_host(const ct_tensor *t, void *dst, size_t dst_bytes) {
     return st;
 }
 
+ct_status ct_copy_from_host(ct_tensor *t, const void *src, size_t src_bytes) {
+    size_t need = (size_t)ct_numel(t) * ct_dtype_size(t->dtype);
+    if (src_bytes < need)
+        return ct_fail(t->ctx, CT_E_ARG, "copy_from_host: buffer of %zu bytes, need %zu", src_bytes, need);
+    if (t->storage->device.type != CT_CPU && !ct_is_contiguous(t)) {
+        char d[24];
+        return ct_fail(t->ctx, CT_E_ARG, "copy_from_host: a tensor on %s must be contiguous (copy into "
+                       "ct_contiguous(t), or write a contiguous one)",
+                       ct_device_str(t->storage->device, d, sizeof d));
+    }
+    /* a contiguous host source over the caller's memory */
+    ct_storage s = *t->storage;
+    s.data = (void *)src;
+    s.device = CT_DEVICE_CPU;
+    s.backend = &ct_cpu_backend;
+    ct_tensor h = *t;
+    h.storage = &s;
+    h.offset = 0;
+    ct__contiguous_strides(t->ndim, t->shape, h.stride);
+    ct_status st = ct__copy_across(t, &h);
+    if (st == CT_OK) ct__bump_version(t);
+    return st;
+}
+
 /* ---- helpers for ops -------------------------------------------------------------------- */
 ct_ctx *ct__ctx_of(int n, ct_tensor *const *ts) {
     ct_ctx *ctx = NULL;

@@ -167,6 +167,9 @@ double ct_item(const ct_tensor *t);         /* the only element of a one-element
 char *ct_shape_str(const ct_tensor *t, char *buf, size_t n);
 /* Copies the elements (any strides) to a contiguous host buffer of numel elements. */
 ct_status ct_copy_to_host(const ct_tensor *t, void *dst, size_t dst_bytes);
+/* The reverse, in place: t's numel elements from a contiguous host buffer (any strides on the
+ * CPU; a tensor on a device must be contiguous). Bumps t's version (an in-place write). */
+ct_status ct_copy_from_host(ct_tensor *t, const void *src, size_t src_bytes);
 
 /* ---- views (no copy; they share storage and are tracked by autograd) ------------------ */
 #define ct_view(t, ...)        ct_view_at(CT_SRC, t, CT_SHAPE(__VA_ARGS__))

@@ -275,16 +275,6 @@ static ct_tensor *block_of(ct_data_parallel *dp, int i, bool grads, const char *
     return t;
 }
 
-/* host floats into dst (a block on any device), in one copy */
-static ct_status host_to_block(ct_data_parallel *dp, ct_tensor *dst, float *src) {
-    ct_scope_begin(dp->ctx);
-    ct_tensor *w = ct_wrap_f32(dp->ctx, src, dst->ndim, dst->shape);
-    ct_status st = w ? ct__copy_across(dst, w) : (ct_ctx_status(dp->ctx) ? ct_ctx_status(dp->ctx) : CT_E_NOMEM);
-    ct_scope_end(dp->ctx);
-    if (st == CT_OK) ct__bump_version(dst);   /* written in place (autograd's version check) */
-    return st;
-}
-
 #ifdef CT_DP_NCCL
 static ct_status reduce_nccl(ct_data_parallel *dp, ct_tensor *const *g, const int64_t *counts, int64_t total) {
     /* each block weighted on its own device (exactly ct_dist_combine_grads' weights; a weight
@@ -344,7 +334,7 @@ ct_status ct_data_parallel_reduce_grads(ct_data_parallel *dp, const int64_t *cou
             hp[i] = h;
         }
         if (st == CT_OK) st = ct_dist_combine_grads(dp->host, hp, counts, dp->n, dp->numel);
-        if (st == CT_OK) st = host_to_block(dp, g[0], dp->host);
+        if (st == CT_OK) st = ct_copy_from_host(g[0], dp->host, bytes);
     }
     /* the other replicas' blocks are spent: zero them for the next step's backward */
     for (int i = 1; i < dp->n && st == CT_OK; i++) st = ct_inplace_fill(g[i], 0.0f);
@@ -387,7 +377,7 @@ ct_status ct_data_parallel_broadcast_params(ct_data_parallel *dp) {
     ct_status st = ct_copy_to_host(p0, dp->host, sizeof(float) * (size_t)dp->numel);
     for (int i = 1; i < dp->n && st == CT_OK; i++) {
         ct_tensor *pi = block_of(dp, i, false, "broadcast_params");
-        st = pi ? host_to_block(dp, pi, dp->host) : ct_ctx_status(dp->ctx);
+        st = pi ? ct_copy_from_host(pi, dp->host, sizeof(float) * (size_t)dp->numel) : ct_ctx_status(dp->ctx);
     }
     return st;
 }

@@ -48,18 +48,11 @@ static float *to_host(ct_dist *d, ct_tensor *t, const char *fn) {
     return h;
 }
 
-/* Writes the host floats back into block t on its device (ct_to + ct_inplace_copy: for a CPU
- * block ct_to is the wrapped buffer itself). */
-static ct_status from_host(ct_dist *d, ct_tensor *t, float *h, const char *fn) {
-    ct_ctx *c = t->ctx;
-    ct_scope_begin(c);
-    ct_tensor *w = ct_wrap_f32(c, h, t->ndim, t->shape);
-    ct_tensor *on = w ? ct_to(w, ct_tensor_device(t)) : NULL;
-    ct_status s = on ? ct_inplace_copy(t, on) : ct_ctx_status(c);
-    if (s == CT_OK && !on) s = CT_E_NOMEM;
-    ct_scope_end(c);
+/* Writes the host floats back into block t on its device. */
+static ct_status from_host(ct_dist *d, ct_tensor *t, const float *h, const char *fn) {
+    ct_status s = ct_copy_from_host(t, h, sizeof(float) * (size_t)ct_numel(t));
     if (s != CT_OK)
-        return ct_fail(d->ctx, s, "dist: %s: copying the block back to its device: %s", fn, ct_ctx_error(c));
+        return ct_fail(d->ctx, s, "dist: %s: copying the block back to its device: %s", fn, ct_ctx_error(t->ctx));
     return CT_OK;
 }
 

@@ -198,6 +198,19 @@ START_TEST(test_copy_round_trips) {
     int64_t back[7];
     ck_assert_int_eq(ct_copy_to_host(ixg, back, sizeof back), CT_OK);
     ck_assert(memcmp(iv, back, sizeof iv) == 0);
+    /* ct_copy_from_host into device memory: in place, a new version; a strided device view is
+     * refused */
+    for (int i = 0; i < 7; i++) back[i] = iv[6 - i];
+    const uint64_t v0 = ixg->storage->version;
+    ck_assert_int_eq(ct_copy_from_host(ixg, back, sizeof back), CT_OK);
+    ck_assert(ixg->storage->version > v0);
+    int64_t again[7];
+    ck_assert_int_eq(ct_copy_to_host(ixg, again, sizeof again), CT_OK);
+    ck_assert(memcmp(again, back, sizeof back) == 0);
+    float zeros[4 * 5 * 6] = {0};
+    ck_assert_int_eq(ct_copy_from_host(ct_transpose(xg, 0, 2), zeros, sizeof zeros), CT_E_ARG);
+    ck_assert_ptr_nonnull(strstr(ct_ctx_error(ctx), "must be contiguous"));
+    ct_ctx_clear_error(ctx);
     ck_assert_int_eq((int64_t)ct_get(ixg, (const int64_t[]){3}), 1LL << 40);
 
     /* strided source on the CPU (ct_to copies it dense) and on the GPU (the copy kernel) */

@@ -52,6 +52,19 @@ START_TEST(test_wrap_and_data) {
     ck_assert_int_eq(ct_copy_to_host(t, out, sizeof out), CT_OK);
     ck_assert_float_eq(out[1], 8.0f);             /* t[0][1] = w[1][0] */
     ck_assert_int_eq(ct_copy_to_host(t, out, 8), CT_E_ARG);
+    /* and back, in place into the strided view (the CPU takes any strides), as a new version */
+    const uint64_t v0 = t->storage->version;
+    float before[6];
+    memcpy(before, buf, sizeof buf);
+    const float in[6] = {10, 20, 30, 40, 50, 60};   /* t's [3, 2] elements in order */
+    ck_assert_int_eq(ct_copy_from_host(t, in, sizeof in), CT_OK);
+    ck_assert_float_eq(buf[0], 10.0f);
+    ck_assert_float_eq(buf[3], 20.0f);            /* t[0][1] = w[1][0] */
+    ck_assert_float_eq(buf[5], 60.0f);
+    ck_assert(t->storage->version > v0);
+    ck_assert_int_eq(ct_copy_from_host(t, in, 8), CT_E_ARG);
+    ck_assert_float_eq(buf[0], 10.0f);
+    memcpy(buf, before, sizeof buf);                /* the checks below see the old values */
     int64_t idx[2] = {2, 1};
     ck_assert_double_eq(ct_get(t, idx), 12.0);
     char s[32];
