@@ -244,12 +244,9 @@ static void print_device(train_run *r) {
     char cuda[384];
     if (!ct_cuda_compiled()) snprintf(cuda, sizeof cuda, "CUDA not compiled in");
     else snprintf(cuda, sizeof cuda, "CUDA compiled in, %d device%s%s%s", n, n == 1 ? "" : "s", n ? "" : ": ", n ? "" : why);
-    /* a GPU by name (what the run trains on, also in its logs) */
-    ct_device dev = r->dev;
-    if (!r->dev_chosen && ct_device_parse(r->o.device[0] ? r->o.device : "cpu", &dev, NULL, 0) != CT_OK)
-        dev = CT_DEVICE_CPU;
-    char what[512];
-    train_say(r, "device: %s (%s)", dev.type == CT_CPU ? r->o.device : ct_device_describe(dev, what, sizeof what), cuda);
+    char what[512];   /* a GPU by name (what the run trains on, also in its logs) */
+    train_say(r, "device: %s (%s)", r->dev.type == CT_CPU ? r->o.device : ct_device_describe(r->dev, what, sizeof what),
+              cuda);
     train_say(r, "BLAS: %s (core %s, %d threads)", ct_blas_config(), ct_blas_core(), ct_blas_threads());
 }
 
@@ -303,6 +300,9 @@ int train_setup(train_run *r) {
     if (!r->ctx) return cli_fail("train", "out of memory");
     ct_ctx_set_error_handler(r->ctx, NULL, NULL);   /* messages are printed here */
     r->tty = isatty(STDERR_FILENO) == 1;
+    char why[256] = "";
+    if (!r->dev_chosen && ct_device_parse(o->device[0] ? o->device : "cpu", &r->dev, why, sizeof why) != CT_OK)
+        return cli_usage("train", "--device: %s", why);
     print_device(r);
     int rc = open_corpus(r);
     if (rc != CLI_OK) return rc;
@@ -323,9 +323,6 @@ int train_setup(train_run *r) {
     ct_rng_seed(&r->rng, (uint64_t)o->seed);
     r->m = cc_model_new(r->ctx, &r->rng, &r->cfg);
     if (!r->m) return cli_fail("train", "%s", ct_ctx_error(r->ctx));
-    char why[256] = "";
-    if (!r->dev_chosen && ct_device_parse(o->device[0] ? o->device : "cpu", &r->dev, why, sizeof why) != CT_OK)
-        return cli_usage("train", "--device: %s", why);
     /* a fresh piano-roll run starts the output bias at the train keys' frequencies (a resumed
      * run gets it back with the weights) */
     if (!r->resumed && o->init_bias && r->cfg.encoding == CC_ENC_PIANOROLL) {
