@@ -23,7 +23,6 @@
 #ifdef CT_DIST_NCCL
 typedef struct gpu_state {
     ncclComm_t comm;       /* NULL in a world of one */
-    cudaStream_t stream;   /* the engine's stream of the device (borrowed) */
 } gpu_state;
 
 static ct_status nccl_fail(ct_dist *d, ncclResult_t r, const char *what) {
@@ -76,7 +75,6 @@ ct_status ct_dist_gpu_init(ct_dist *d, int *device) {
 #ifdef CT_DIST_NCCL
     gpu_state *g = calloc(1, sizeof *g);
     if (!g) return ct_fail(d->ctx, CT_E_NOMEM, "dist: gpu_init: out of memory");
-    g->stream = ct__cuda_stream_c(dev);
     d->gpu_device = dev;
     if (d->mpi && d->size > 1) {
         ncclUniqueId id;
@@ -132,7 +130,7 @@ ct_status ct__dist_gpu_allreduce(ct_dist *d, float *dev_ptr, int64_t n, ct_dist_
     const ncclRedOp_t rop = op == CT_DIST_MAX ? ncclMax : op == CT_DIST_MIN ? ncclMin
                                                       : op == CT_DIST_MEAN ? ncclAvg : ncclSum;
     if (n == 0) return CT_OK;
-    ncclResult_t r = ncclAllReduce(dev_ptr, dev_ptr, (size_t)n, ncclFloat, rop, g->comm, g->stream);
+    ncclResult_t r = ncclAllReduce(dev_ptr, dev_ptr, (size_t)n, ncclFloat, rop, g->comm, ct__cuda_stream_c(d->gpu_device));
     if (r != ncclSuccess) return nccl_fail(d, r, "ncclAllReduce");
     return CT_OK;   /* queued on the engine's stream: what reads the result next waits for it */
 #else
@@ -163,7 +161,7 @@ ct_status ct__dist_gpu_broadcast(ct_dist *d, float *dev_ptr, int64_t n, int root
                                             "(rank %d of %d)",
                        d->rank, d->size);
     if (n == 0) return CT_OK;
-    ncclResult_t r = ncclBroadcast(dev_ptr, dev_ptr, (size_t)n, ncclFloat, root, g->comm, g->stream);
+    ncclResult_t r = ncclBroadcast(dev_ptr, dev_ptr, (size_t)n, ncclFloat, root, g->comm, ct__cuda_stream_c(d->gpu_device));
     if (r != ncclSuccess) return nccl_fail(d, r, "ncclBroadcast");
     return CT_OK;   /* queued on the engine's stream, like the kernels around it */
 #else
