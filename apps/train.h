@@ -102,7 +102,10 @@ int train_sched_parse(const char *s);
 /* "adam", "adamw", "sgd"; parse returns -1 when unknown. */
 const char *train_optim_name(ct_optim_kind k);
 int train_optim_parse(const char *s);
-/* The run's optimizer on r->m (NULL + error in r->ctx on a bad configuration). */
+/* weight_decay < 0 (not given) becomes the optimizer's default. */
+void train_opts_resolve_weight_decay(train_opts *o);
+/* The run's optimizer on m, from resolved options (NULL + error in m's ctx on a bad
+ * configuration). */
 ct_optim *train_optim_new(const train_opts *o, ct_module *m);
 /* "fp32", "tf32", "bf16"; parse returns -1 when unknown. */
 const char *train_precision_name(train_precision p);

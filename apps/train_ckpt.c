@@ -84,8 +84,12 @@ int train_optim_parse(const char *s) {
     return -1;
 }
 
+void train_opts_resolve_weight_decay(train_opts *o) {
+    if (o->weight_decay < 0) o->weight_decay = o->optimizer == CT_OPTIM_ADAMW ? 0.01 : 0;   /* torch's */
+}
+
 ct_optim *train_optim_new(const train_opts *o, ct_module *m) {
-    const double wd = o->weight_decay >= 0 ? o->weight_decay : o->optimizer == CT_OPTIM_ADAMW ? 0.01 : 0;
+    const double wd = o->weight_decay;   /* resolved by train_opts_resolve_weight_decay */
     if (o->optimizer == CT_OPTIM_SGD)
         return ct_sgd_new(m, (ct_sgd_config){.lr = o->lr, .momentum = o->momentum, .weight_decay = wd});
     ct_adam_config c = o->optimizer == CT_OPTIM_ADAMW ? ct_adamw_defaults(o->lr) : ct_adam_defaults(o->lr);

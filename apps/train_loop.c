@@ -330,7 +330,7 @@ int train_setup(train_run *r) {
         train_say(r, "output bias: the logit of each key's smoothed frequency in the train split "
                   "(--no-init-bias: zero)");
     }
-    if (o->weight_decay < 0) o->weight_decay = o->optimizer == CT_OPTIM_ADAMW ? 0.01 : 0;   /* torch's defaults */
+    train_opts_resolve_weight_decay(o);   /* what run.json and the checkpoints record */
     r->opt = train_optim_new(o, r->m);
     if (!r->opt) return cli_fail("train", "%s", ct_ctx_error(r->ctx));
     char desc[256];
