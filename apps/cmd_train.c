@@ -51,6 +51,10 @@ static void train_help(FILE *f) {
             "  --stretch LO:HI         time factor, 0.1 <= LO <= HI <= 10; 1:1 = off (default\n"
             "                          0.95:1.05; implies --augment). Performance and piano roll only:\n"
             "                          melody tokens count grid steps (a melody run does not stretch)\n"
+            "  --velocity SHIFT:JITTER performance corpora with velocity bins: each piece's velocities\n"
+            "                          move by one shift in -SHIFT..SHIFT bins plus each its own\n"
+            "                          jitter in -JITTER..JITTER, 0..127 each (house value 2:1; 0:0 =\n"
+            "                          off, the default; implies --augment)\n"
             "  --no-augment            off (on --resume: turn a run's augmentation off). A resume may\n"
             "                          change these (a note says so); the loader's state is unaffected\n"
             "model\n"
@@ -123,7 +127,7 @@ enum {
     O_SEED, O_DEVICE, O_WORKERS, O_RESUME, O_CKPT_EVERY, O_KEEP, O_VALID_EVERY, O_VALID_BATCHES,
     O_SAMPLES_EVERY, O_NO_SAMPLES, O_SAMPLE_SECONDS, O_LOG_EVERY, O_SPIKE, O_MAX_SKIPS, O_AUDIO_RATE,
     O_DASHBOARD, O_PATIENCE, O_PLATEAU_FACTOR, O_EARLY_STOP, O_NO_INIT_BIAS, O_PRECISION,
-    O_AUGMENT, O_NO_AUGMENT, O_TRANSPOSE, O_STRETCH, O_OPTIMIZER, O_WEIGHT_DECAY, O_MOMENTUM, O_BETAS, O_END
+    O_AUGMENT, O_NO_AUGMENT, O_TRANSPOSE, O_STRETCH, O_VELOCITY, O_OPTIMIZER, O_WEIGHT_DECAY, O_MOMENTUM, O_BETAS, O_END
 };
 
 #define GIVEN(o) (given[(o) - O_CORPUS])
@@ -149,6 +153,43 @@ static bool parse_range(const char *flag, const char *s, bool integer, double *l
     if (ok && !(isfinite(*lo) && isfinite(*hi) && *lo >= min && *hi <= max && *lo <= *hi)) ok = false;
     if (!ok) cli_usage("train", "%s '%s': expected %s", flag, s, what);
     return ok;
+}
+
+/* "SHIFT:JITTER" of --velocity: two whole numbers of velocity bins in 0..127. */
+static bool parse_velocity(const char *s, int64_t *shift, int64_t *jitter) {
+    const char *colon = strchr(s, ':');
+    char *end = NULL;
+    long a = -1, b = -1;
+    bool ok = colon != NULL && colon != s;
+    if (ok) {
+        errno = 0;
+        a = strtol(s, &end, 10);
+        ok = errno == 0 && end == colon;
+    }
+    if (ok) {
+        errno = 0;
+        b = strtol(colon + 1, &end, 10);
+        ok = errno == 0 && end != colon + 1 && *end == 0;
+    }
+    if (ok) ok = a >= 0 && a <= 127 && b >= 0 && b <= 127;
+    if (!ok) {
+        cli_usage("train", "--velocity '%s': expected SHIFT:JITTER, two whole numbers of velocity bins in 0..127 "
+                  "(e.g. 2:1; 0:0 = off)", s);
+        return false;
+    }
+    *shift = a;
+    *jitter = b;
+    return true;
+}
+
+/* "transpose LO:HI, stretch LO:HI[, velocity SHIFT:JITTER]" of a run's augmentation ranges
+ * (velocity only when on), for the resume notes. */
+static void augment_desc(const train_opts *o, char *buf, size_t n) {
+    int k = snprintf(buf, n, "transpose %lld:%lld, stretch %g:%g", (long long)o->transpose_lo,
+                     (long long)o->transpose_hi, o->stretch_lo, o->stretch_hi);
+    if ((o->velocity_shift || o->velocity_jitter) && k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, ", velocity %lld:%lld", (long long)o->velocity_shift,
+                 (long long)o->velocity_jitter);
 }
 
 /* "B1,B2" of --betas: two numbers in [0, 1). */
@@ -335,7 +376,7 @@ static int merge_resume(train_opts *o, const train_opts *cli, const bool *given,
     }
     /* augmentation: may change (it draws from each item's own generator, so the loader's state
      * and position do not depend on it), with a note */
-    if (GIVEN(O_AUGMENT) || GIVEN(O_NO_AUGMENT) || GIVEN(O_TRANSPOSE) || GIVEN(O_STRETCH)) {
+    if (GIVEN(O_AUGMENT) || GIVEN(O_NO_AUGMENT) || GIVEN(O_TRANSPOSE) || GIVEN(O_STRETCH) || GIVEN(O_VELOCITY)) {
         o->augment = cli->augment;
         if (cli->augment) {
             if (GIVEN(O_TRANSPOSE) || !saved.augment) {
@@ -346,20 +387,19 @@ static int merge_resume(train_opts *o, const train_opts *cli, const bool *given,
                 o->stretch_lo = cli->stretch_lo;
                 o->stretch_hi = cli->stretch_hi;
             }
+            if (GIVEN(O_VELOCITY) || !saved.augment) {
+                o->velocity_shift = cli->velocity_shift;
+                o->velocity_jitter = cli->velocity_jitter;
+            }
             o->stretch_given = cli->stretch_given;
         }
-        if (o->augment != saved.augment || (o->augment && (o->transpose_lo != saved.transpose_lo ||
-                                                           o->transpose_hi != saved.transpose_hi ||
-                                                           o->stretch_lo != saved.stretch_lo ||
-                                                           o->stretch_hi != saved.stretch_hi))) {
+        char now[128], had[128];
+        augment_desc(o, now, sizeof now);
+        augment_desc(&saved, had, sizeof had);
+        if (o->augment != saved.augment || (o->augment && strcmp(now, had) != 0)) {
             if (!saved.augment) printf("note: augmentation on (the run had none)\n");
-            else if (!o->augment) printf("note: augmentation off (the run had transpose %lld:%lld, stretch %g:%g)\n",
-                                         (long long)saved.transpose_lo, (long long)saved.transpose_hi,
-                                         saved.stretch_lo, saved.stretch_hi);
-            else printf("note: augmentation transpose %lld:%lld, stretch %g:%g (the run had %lld:%lld, %g:%g)\n",
-                        (long long)o->transpose_lo, (long long)o->transpose_hi, o->stretch_lo, o->stretch_hi,
-                        (long long)saved.transpose_lo, (long long)saved.transpose_hi, saved.stretch_lo,
-                        saved.stretch_hi);
+            else if (!o->augment) printf("note: augmentation off (the run had %s)\n", had);
+            else printf("note: augmentation %s (the run had %s)\n", now, had);
         }
     }
     /* how the run is watched and kept: taken as given */
@@ -481,6 +521,7 @@ static int train_main(int argc, char **argv) {
         {"no-augment", no_argument, NULL, O_NO_AUGMENT},
         {"transpose", required_argument, NULL, O_TRANSPOSE},
         {"stretch", required_argument, NULL, O_STRETCH},
+        {"velocity", required_argument, NULL, O_VELOCITY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -549,6 +590,10 @@ static int train_main(int argc, char **argv) {
             o.stretch_given = true;
             o.augment = true;
             break;
+        case O_VELOCITY:
+            if (!parse_velocity(optarg, &o.velocity_shift, &o.velocity_jitter)) return CLI_USAGE;
+            o.augment = true;
+            break;
         case O_DASHBOARD:
             /* --dashboard, --dashboard=HOST:PORT or --dashboard HOST:PORT (a next argument that
              * is not an option and holds a ':') */
@@ -610,8 +655,9 @@ static int train_main(int argc, char **argv) {
     if (optind < argc) return cli_bad_option("train", argv[optind]);
     if (GIVEN(O_STEPS) && GIVEN(O_EPOCHS)) return cli_usage("train", "--steps and --epochs: give one of them");
     if (GIVEN(O_EPOCHS)) o.steps = 0;
-    if (GIVEN(O_NO_AUGMENT) && (GIVEN(O_AUGMENT) || GIVEN(O_TRANSPOSE) || GIVEN(O_STRETCH)))
-        return cli_usage("train", "--no-augment with --augment, --transpose or --stretch: give one or the other");
+    if (GIVEN(O_NO_AUGMENT) && (GIVEN(O_AUGMENT) || GIVEN(O_TRANSPOSE) || GIVEN(O_STRETCH) || GIVEN(O_VELOCITY)))
+        return cli_usage("train", "--no-augment with --augment, --transpose, --stretch or --velocity: give one or the "
+                         "other");
     if (o.augment && o.model == CC_ENC_AUDIO)
         return cli_usage("train", "--augment with --model audio: the augmentations (transposition, time stretch) "
                          "work on symbolic encodings (melody, performance, pianoroll)");

@@ -87,6 +87,11 @@ typedef struct train_opts {
     double stretch_lo, stretch_hi;
     bool stretch_given;               /* --stretch was on the command line (not saved): a usage
                                          error on a melody corpus rather than a silent 1:1 */
+    /* --velocity SHIFT:JITTER: performance corpora with velocity bins only; every velocity bin
+     * of a piece moves by one shift uniform in [-SHIFT, SHIFT] plus its own jitter in
+     * [-JITTER, JITTER] (cp_transform_velocity_jitter). 0:0 = off (the default, also with
+     * --augment). Saved with the other ranges (only when nonzero). */
+    int64_t velocity_shift, velocity_jitter;
     /* --optimizer (engine/optim.h, torch's updates and defaults): Adam (the default), AdamW
      * (decoupled weight decay) or SGD (L2 weight decay, heavy-ball momentum). weight_decay < 0
      * until resolved: then 0.01 for AdamW, 0 for the others (torch's defaults). The kind and

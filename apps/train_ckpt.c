@@ -64,6 +64,7 @@ void train_opts_defaults(train_opts *o) {
     o->stretch_lo = ad.stretch_lo;
     o->stretch_hi = ad.stretch_hi;
     o->stretch_given = false;
+    o->velocity_shift = o->velocity_jitter = 0;   /* off, as cp_augment_defaults */
     ct_adam_config ac = ct_adam_defaults(1e-3);
     o->optimizer = CT_OPTIM_ADAM;
     o->weight_decay = -1;   /* resolved: torch's default for the optimizer */
@@ -211,6 +212,9 @@ bool train_opts_write(const train_opts *o, train_kv *kv) {
     if (o->augment) {   /* only when on: an unaugmented run's files stay as they were */
         KI("augment", 1) KI("transpose_lo", o->transpose_lo) KI("transpose_hi", o->transpose_hi)
         KD("stretch_lo", o->stretch_lo) KD("stretch_hi", o->stretch_hi)
+        if (o->velocity_shift || o->velocity_jitter) {
+            KI("velocity_shift", o->velocity_shift) KI("velocity_jitter", o->velocity_jitter)
+        }
     }
 #undef KI
 #undef KD
@@ -269,6 +273,10 @@ bool train_opts_read(const char *text, train_opts *out, char *err, size_t n) {
             if (GET("transpose_hi")) o.transpose_hi = strtoll(v, NULL, 10);
             if (GET("stretch_lo")) o.stretch_lo = strtod(v, NULL);
             if (GET("stretch_hi")) o.stretch_hi = strtod(v, NULL);
+            if (train_kv_get(text, "velocity_shift", v, sizeof v)) {   /* absent: off */
+                o.velocity_shift = strtoll(v, NULL, 10);
+                if (GET("velocity_jitter")) o.velocity_jitter = strtoll(v, NULL, 10);
+            }
         }
     }
 #undef GET
@@ -285,7 +293,8 @@ bool train_opts_read(const char *text, train_opts *out, char *err, size_t n) {
         !(o.weight_decay >= 0 && o.momentum >= 0 && o.momentum < 1 && o.beta1 >= 0 && o.beta1 < 1 &&
           o.beta2 >= 0 && o.beta2 < 1) ||
         o.transpose_lo < -127 || o.transpose_lo > o.transpose_hi || o.transpose_hi > 127 ||
-        !(o.stretch_lo >= 0.1 && o.stretch_lo <= o.stretch_hi && o.stretch_hi <= 10)) {
+        !(o.stretch_lo >= 0.1 && o.stretch_lo <= o.stretch_hi && o.stretch_hi <= 10) ||
+        o.velocity_shift < 0 || o.velocity_shift > 127 || o.velocity_jitter < 0 || o.velocity_jitter > 127) {
         snprintf(err, n, "the stored options are out of range (damaged file?)");
         return false;
     }
@@ -803,8 +812,9 @@ bool train_write_run_json(train_run *r) {
     if (r->resumed) OUT("%lld", (long long)r->resume_step);
     else OUT("null");
     if (o->augment)
-        OUT(",\"augment\":{\"transpose\":[%lld,%lld],\"stretch\":[%.17g,%.17g]}", (long long)o->transpose_lo,
-            (long long)o->transpose_hi, o->stretch_lo, o->stretch_hi);
+        OUT(",\"augment\":{\"transpose\":[%lld,%lld],\"stretch\":[%.17g,%.17g],\"velocity\":[%lld,%lld]}",
+            (long long)o->transpose_lo, (long long)o->transpose_hi, o->stretch_lo, o->stretch_hi,
+            (long long)o->velocity_shift, (long long)o->velocity_jitter);
     else OUT(",\"augment\":false");
     OUT(",\"started\":%lld}\n", (long long)time(NULL));
 #undef OUT

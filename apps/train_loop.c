@@ -259,7 +259,7 @@ static int check_augment(train_run *r) {
     if (!r->train_ds)
         return cli_usage("train", "--augment with --model audio: the augmentations (transposition, time stretch) "
                          "work on symbolic encodings (melody, performance, pianoroll); drop --augment, "
-                         "--transpose and --stretch");
+                         "--transpose, --stretch and --velocity");
     const cp_encoding *e = cp_corpus_encoding(cp_dataset_corpus(r->train_ds));
     if (e->kind == CP_MELODY && !(o->stretch_lo == 1 && o->stretch_hi == 1)) {
         if (o->stretch_given)
@@ -268,6 +268,12 @@ static int check_augment(train_run *r) {
                              o->stretch_lo, o->stretch_hi);
         o->stretch_lo = o->stretch_hi = 1;
     }
+    if ((o->velocity_shift || o->velocity_jitter) &&
+        !(e->kind == CP_PERFORMANCE && e->perf.config.num_velocity_bins > 0))
+        return cli_usage("train", "--velocity %lld:%lld on a %s corpus%s: velocity augmentation moves the velocity bins "
+                         "of performance tokens; drop --velocity (or give --velocity 0:0)",
+                         (long long)o->velocity_shift, (long long)o->velocity_jitter, cp_encoding_name(e->kind),
+                         e->kind == CP_PERFORMANCE ? " without velocity bins" : "");
     return CLI_OK;
 }
 
@@ -283,14 +289,20 @@ static ct_status build_augment(train_run *r, char *desc, size_t n) {
     a.stretch = e->kind != CP_MELODY && !(o->stretch_lo == 1 && o->stretch_hi == 1);
     a.stretch_lo = o->stretch_lo;
     a.stretch_hi = o->stretch_hi;
-    a.velocity = false;
+    a.velocity = o->velocity_shift || o->velocity_jitter;   /* check_augment: performance with bins */
+    a.velocity_shift = (int)o->velocity_shift;
+    a.velocity_jitter = (int)o->velocity_jitter;
     a.crop_len = 0;
     size_t k = (size_t)snprintf(desc, n, "augmentation (training only):");
     if (a.transpose && k < n)
         k += (size_t)snprintf(desc + k, n - k, " transpose %+d..%+d semitones", a.transpose_lo, a.transpose_hi);
     if (a.stretch && k < n) k += (size_t)snprintf(desc + k, n - k, "%s stretch %g..%g", a.transpose ? "," : "",
                                                   a.stretch_lo, a.stretch_hi);
-    if (!a.transpose && !a.stretch && k < n) snprintf(desc + k, n - k, " none (transpose 0:0, stretch 1:1)");
+    if (a.velocity && k < n)
+        k += (size_t)snprintf(desc + k, n - k, "%s velocity shift +-%d, jitter +-%d bins",
+                              a.transpose || a.stretch ? "," : "", a.velocity_shift, a.velocity_jitter);
+    if (!a.transpose && !a.stretch && !a.velocity && k < n)
+        snprintf(desc + k, n - k, " none (transpose 0:0, stretch 1:1)");
     return cp_augment(r->ctx, &r->augment, e, &a);
 }
 

@@ -234,6 +234,36 @@ static void write_roll_corpus(const char *path, int n_train, int n_valid, int64_
     ck_assert_msg(cp_writer_finish(w, NULL, &err) == CT_OK, "%s", err.message);
 }
 
+/* A performance corpus (388 classes: velocity bins on) with explicit splits: each piece a run of
+ * (VELOCITY bin, NOTE_ON p, TIME_SHIFT, NOTE_OFF p) groups, bins and pitches moving with i. */
+static void write_perf_corpus(const char *path, int n_train, int n_valid, int64_t groups) {
+    cp_encoding e = cp_encoding_default(CP_PERFORMANCE);
+    ck_assert_int_eq(e.perf.config.num_velocity_bins, CM_PERF_NUM_VELOCITY_BINS);
+    cp_writer *w = NULL;
+    cp_error err;
+    memset(&err, 0, sizeof err);
+    ck_assert_msg(cp_writer_open(&w, path, &e, 0, 0, &err) == CT_OK, "%s", err.message);
+    const int64_t len = groups * 4;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)len);
+    for (int i = 0; i < n_train + n_valid; i++) {
+        for (int64_t g = 0; g < groups; g++) {
+            const int pitch = 60 + (int)((g * 5 + i) % 12), bin = 8 + (int)((g + 3 * i) % 16);
+            tok[4 * g] = CM_PERF_VELOCITY_OFFSET + bin - 1;
+            tok[4 * g + 1] = CM_PERF_NOTE_ON_OFFSET + pitch;
+            tok[4 * g + 2] = CM_PERF_TIME_SHIFT_OFFSET + 10 + (int)(g % 3) * 10 - 1;
+            tok[4 * g + 3] = CM_PERF_NOTE_OFF_OFFSET + pitch;
+        }
+        char name[32];
+        snprintf(name, sizeof name, "v%02d.mid", i);
+        cp_piece_in p = {.name = name, .content_hash = 3000 + (uint64_t)i, .split = i < n_train ? CP_TRAIN : CP_VALID,
+                         .piece = 0, .file_index = i, .instrument = -1, .start = 0,
+                         .duration_s = (double)groups * 0.2, .tokens = tok, .len = len};
+        ck_assert_msg(cp_writer_add(w, &p, &err) == CT_OK, "%s", err.message);
+    }
+    free(tok);
+    ck_assert_msg(cp_writer_finish(w, NULL, &err) == CT_OK, "%s", err.message);
+}
+
 /* One float tensor of a safetensors file (n values copied into out). */
 static void read_tensor(const char *path, const char *name, float *out, int64_t n) {
     ct_ctx *ctx = tu_ctx(NULL);
@@ -468,6 +498,12 @@ START_TEST(test_usage_errors) {
         {"--stretch 1:", "--stretch '1:': expected LO:HI"},
         {"--augment --no-augment", "--no-augment with --augment"},
         {"--stretch 0.9:1.1", "--stretch 0.9:1.1 on a melody corpus: melody tokens count grid steps"},
+        {"--velocity 2", "--velocity '2': expected SHIFT:JITTER, two whole numbers of velocity bins in 0..127"},
+        {"--velocity -1:1", "--velocity '-1:1': expected SHIFT:JITTER"},
+        {"--velocity 2:128", "--velocity '2:128': expected SHIFT:JITTER"},
+        {"--velocity 2:x", "--velocity '2:x': expected SHIFT:JITTER"},
+        {"--velocity 2:1 --no-augment", "--no-augment with --augment, --transpose, --stretch or --velocity"},
+        {"--velocity 2:1", "--velocity 2:1 on a melody corpus: velocity augmentation moves the velocity bins"},
         {"--transpose", "--transpose needs a value"},
         {"--optimizer rmsprop", "--optimizer 'rmsprop': expected adam, adamw or sgd"},
         {"--weight-decay -0.1", "--weight-decay '-0.1'"},
@@ -978,7 +1014,7 @@ START_TEST(test_augment) {
     size_t len;
     char *js = (char *)tu_slurp("tmp/tr_xa/run.json", &len);
     ck_assert_ptr_nonnull(js);
-    HAS(js, "\"augment\":{\"transpose\":[-5,6],\"stretch\":[1,1]}");
+    HAS(js, "\"augment\":{\"transpose\":[-5,6],\"stretch\":[1,1],\"velocity\":[0,0]}");
     free(js);
     char *st = (char *)tu_slurp("tmp/tr_xa/ckpt-00000008.state", &len);
     ck_assert_ptr_nonnull(st);
@@ -1047,8 +1083,48 @@ START_TEST(test_augment) {
     assert_same_weights("tmp/tr_xg/model.safetensors", "tmp/tr_xh/model.safetensors");
     js = (char *)tu_slurp("tmp/tr_xg/run.json", &len);
     ck_assert_ptr_nonnull(js);
-    HAS(js, "\"augment\":{\"transpose\":[-3,3],\"stretch\":[0.80000000000000004,1.25]}");
+    HAS(js, "\"augment\":{\"transpose\":[-3,3],\"stretch\":[0.80000000000000004,1.25],\"velocity\":[0,0]}");
     free(js);
+    /* performance with velocity bins: --velocity alone (transposition and stretch off) trains
+     * other weights than no augmentation, the same for any worker count, and is saved */
+    write_perf_corpus("tmp/tr_xv.corpus", 8, 2, 24);
+    tu_rm_rf("tmp/tr_xg");
+    tu_rm_rf("tmp/tr_xh");
+    ck_assert_int_eq(run("train --corpus tmp/tr_xv.corpus --out tmp/tr_xg --steps 6 --workers 0 --velocity 3:1 "
+                         "--transpose 0:0 --stretch 1:1 " AUG_OPTS, out, sizeof out), 0);
+    HAS(out, "augmentation (training only): velocity shift +-3, jitter +-1 bins");
+    LACKS(out, "transpose -");
+    ck_assert_int_eq(run("train --corpus tmp/tr_xv.corpus --out tmp/tr_xh --steps 6 --workers 2 --velocity 3:1 "
+                         "--transpose 0:0 --stretch 1:1 " AUG_OPTS, out, sizeof out), 0);
+    assert_same_checkpoint("tmp/tr_xg", "tmp/tr_xh", 4);
+    assert_same_weights("tmp/tr_xg/model.safetensors", "tmp/tr_xh/model.safetensors");
+    js = (char *)tu_slurp("tmp/tr_xg/run.json", &len);
+    ck_assert_ptr_nonnull(js);
+    HAS(js, "\"augment\":{\"transpose\":[0,0],\"stretch\":[1,1],\"velocity\":[3,1]}");
+    free(js);
+    st = (char *)tu_slurp("tmp/tr_xg/ckpt-00000004.state", &len);
+    ck_assert_ptr_nonnull(st);
+    ck_assert(has_bytes(st, len, "\nvelocity_shift 3\n") && has_bytes(st, len, "\nvelocity_jitter 1\n"));
+    free(st);
+    tu_rm_rf("tmp/tr_xa");
+    ck_assert_int_eq(run("train --corpus tmp/tr_xv.corpus --out tmp/tr_xa --steps 6 --workers 0 " AUG_OPTS, out,
+                         sizeof out), 0);
+    const int64_t nb = CM_PERF_NUM_CLASSES;
+    float *va = malloc(sizeof(float) * (size_t)nb), *vg = malloc(sizeof(float) * (size_t)nb);
+    read_tensor("tmp/tr_xa/model.safetensors", "out.bias", va, nb);
+    read_tensor("tmp/tr_xg/model.safetensors", "out.bias", vg, nb);
+    ck_assert_msg(memcmp(va, vg, sizeof(float) * (size_t)nb) != 0, "--velocity trained the same weights as no augmentation");
+    free(va);
+    free(vg);
+    /* a resume may change the ranges (a note says so); the run resumes with them */
+    ck_assert_int_eq(run("train --resume tmp/tr_xh --steps 8 --velocity 0:2", out, sizeof out), 0);
+    HAS(out, "note: augmentation transpose 0:0, stretch 1:1, velocity 0:2 (the run had transpose 0:0, stretch 1:1, "
+             "velocity 3:1)");
+    HAS(out, "velocity shift +-0, jitter +-2 bins");
+    tu_rm_rf("tmp/tr_xa");
+    tu_rm_rf("tmp/tr_xg");
+    tu_rm_rf("tmp/tr_xh");
+    remove("tmp/tr_xv.corpus");
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) tu_rm_rf(dirs[i]);
     remove("tmp/tr_x.corpus");
     remove("tmp/tr_xr.corpus");
