@@ -302,7 +302,7 @@ apps/dashboard_assets.c: $(DASH_ASSETS) apps/tools/embed_assets.c
 dashboard-assets:
 	@touch apps/tools/embed_assets.c
 	$(MAKE) apps/dashboard_assets.c
-$(TEST_BIN): $(DASH_OBJ)
+$(TEST_BIN): $(DASH_OBJ) $(BUILD)/apps/json_str.o
 $(TEST_BIN): LDLIBS := $(LIB) $(LDLIBS)
 # A real browser (headless Chromium) loads the page of a short training run; screenshot in tests/tmp/.
 test-browser: $(CANTOR)

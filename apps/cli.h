@@ -39,6 +39,11 @@ int cli_bad_option(const char *cmd, const char *arg);
 int cli_check_positionals(const char *cmd, int argc, char **argv, int first);
 /* Whether a string ends with suffix, ignoring case. */
 bool cli_ends_with(const char *s, const char *suffix);
+/* s[0..len) as a JSON string literal, quotes included: '"' and '\\' escaped, \n \r \t by
+ * name, other control bytes and DEL as \u00XX; other bytes (UTF-8 included) as they are.
+ * Writes at most n - 1 bytes and a NUL (dst may be NULL when n is 0); returns the literal's
+ * whole length, as snprintf. The one JSON escaper of apps/ (run files, eval --json, dashboard). */
+size_t cli_json_escape(char *dst, size_t n, const char *s, size_t len);
 /* A --device value of command cmd (train, sample, eval): CLI_OK (and *out, which may be NULL),
  * CLI_USAGE with "--device: why" when malformed, CLI_FAIL with "--device VALUE: why; FIX"
  * when the device is not there (no CUDA build, no GPU, index too large). quiet: no message. */

@@ -45,13 +45,12 @@ static void eval_help(FILE *f) {
 
 /* Writes s as a JSON string (quotes included). */
 static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
+    const size_t len = strlen(s), n = cli_json_escape(NULL, 0, s, len) + 1;
+    char *buf = malloc(n);
+    if (!buf) { fputs("null", f); return; }
+    cli_json_escape(buf, n, s, len);
+    fputs(buf, f);
+    free(buf);
 }
 
 /* Whether the corpus's encoding is the model's: CLI_OK, or CLI_FAIL after a message. Grid

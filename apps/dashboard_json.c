@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apps/cli.h"
 #include "apps/dashboard_internal.h"
 
 #define DJ_MAX_DEPTH 64
@@ -351,25 +352,9 @@ void jb_printf(dj_buf *b, const char *fmt, ...) {
 }
 
 void jb_strn(dj_buf *b, const char *s, size_t n) {
-    if (!jb_reserve(b, n + 2)) return;
-    b->p[b->len++] = '"';
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7F) continue;
-        jb_raw(b, s + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"': jb_raw(b, "\\\"", 2); break;
-        case '\\': jb_raw(b, "\\\\", 2); break;
-        case '\n': jb_raw(b, "\\n", 2); break;
-        case '\r': jb_raw(b, "\\r", 2); break;
-        case '\t': jb_raw(b, "\\t", 2); break;
-        default: jb_printf(b, "\\u%04x", c); break;
-        }
-    }
-    jb_raw(b, s + run, n - run);
-    jb_raw(b, "\"", 1);
+    const size_t need = cli_json_escape(NULL, 0, s, n);
+    if (!jb_reserve(b, need)) return;
+    b->len += cli_json_escape(b->p + b->len, need + 1, s, n);
 }
 
 void jb_str(dj_buf *b, const char *s) { jb_strn(b, s ? s : "", s ? strlen(s) : 0); }

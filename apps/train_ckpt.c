@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apps/cli.h"
 #include "apps/train.h"
 #include "engine/safetensors.h"
 
@@ -362,23 +363,8 @@ bool train_write_atomic(const char *path, const void *data, size_t n, char *err,
 }
 
 void train_json_str(char *buf, size_t n, size_t *len, const char *s) {
-    size_t k = *len;
-#define PUT(c) do { if (k + 1 < n) buf[k] = (c); k++; } while (0)
-    PUT('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') { PUT('\\'); PUT((char)*p); }
-        else if (*p == '\n') { PUT('\\'); PUT('n'); }
-        else if (*p == '\t') { PUT('\\'); PUT('t'); }
-        else if (*p < 0x20) {
-            char u[8];
-            snprintf(u, sizeof u, "\\u%04x", *p);
-            for (char *q = u; *q; q++) PUT(*q);
-        } else PUT((char)*p);
-    }
-    PUT('"');
-#undef PUT
-    if (n) buf[k < n ? k : n - 1] = 0;
-    *len = k;
+    const size_t k = *len;
+    *len = k + cli_json_escape(k < n ? buf + k : NULL, k < n ? n - k : 0, s, strlen(s));
 }
 
 /* ---- the state blob (the CTTS file's user data) ------------------------------------------- */

@@ -2,14 +2,37 @@
  * Runs ../bin/cantor (built by `make test`) in a shell and reads what it prints. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "apps/cli.h"
 #include "testutil.h"
 
 /* Runs `cantor ARGS 2>&1` (tu_cantor_bin(): $CANTOR_BIN, else ../bin/cantor), returns the exit
  * status and fills out (NUL-terminated). */
 static int run(const char *args, char *out, size_t n) { return tu_run_cantor(args, out, n); }
+
+/* cli_json_escape: the escapes, the snprintf-like length and truncation, embedded NULs, UTF-8 */
+START_TEST(test_json_escape) {
+    char buf[64];
+    const char in[] = "a\"b\\c\nd\re\tf\001g\177h\xc3\xa9";
+    const char want[] = "\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u007fh\xc3\xa9\"";
+    size_t n = cli_json_escape(buf, sizeof buf, in, strlen(in));
+    ck_assert_str_eq(buf, want);
+    ck_assert_uint_eq(n, strlen(want));
+    ck_assert_uint_eq(cli_json_escape(NULL, 0, in, strlen(in)), strlen(want));
+    /* truncated: n - 1 bytes and a NUL, the whole length still returned */
+    memset(buf, 'x', sizeof buf);
+    ck_assert_uint_eq(cli_json_escape(buf, 5, in, strlen(in)), strlen(want));
+    ck_assert_str_eq(buf, "\"a\\\"");
+    /* a NUL inside the length is a control byte; the empty string is two quotes */
+    ck_assert_uint_eq(cli_json_escape(buf, sizeof buf, "p\0q", 3), 10);
+    ck_assert_str_eq(buf, "\"p\\u0000q\"");
+    ck_assert_uint_eq(cli_json_escape(buf, sizeof buf, "", 0), 2);
+    ck_assert_str_eq(buf, "\"\"");
+}
+END_TEST
 
 START_TEST(test_version_and_help) {
     char out[8192];
@@ -137,6 +160,7 @@ Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cantor");
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_json_escape);
     tcase_add_test(tc, test_version_and_help);
     tcase_add_test(tc, test_bad_flags);
     tcase_add_test(tc, test_render);
