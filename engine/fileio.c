@@ -25,6 +25,44 @@ uint64_t ct__crc32(uint64_t crc, const void *p, size_t n) {
     return crc;
 }
 
+bool ct__host_is_le(void) {
+    const uint16_t one = 1;
+    uint8_t b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+void ct__swap_bytes(void *p, size_t count, size_t size) {
+    uint8_t *b = p;
+    for (size_t i = 0; i < count; i++, b += size)
+        for (size_t j = 0; j < size / 2; j++) {
+            uint8_t x = b[j];
+            b[j] = b[size - 1 - j];
+            b[size - 1 - j] = x;
+        }
+}
+
+ct_status ct__tensor_le_bytes(ct_ctx *ctx, const char *path, const ct_tensor *t, const void **bytes, void **owned) {
+    const size_t nbytes = (size_t)ct_numel(t) * ct_dtype_size(t->dtype);
+    *owned = NULL;
+    if (t->storage->device.type == CT_CPU && ct_is_contiguous(t) && ct__host_is_le()) {
+        *bytes = ct_data(t);
+        return CT_OK;
+    }
+    void *buf = malloc(nbytes ? nbytes : 1);
+    if (!buf) return ct__failf(ctx, CT_E_NOMEM, path, "out of memory (%llu bytes) copying a tensor to the host",
+                               (ull)nbytes);
+    ct_status st = ct_copy_to_host(t, buf, nbytes);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    if (!ct__host_is_le()) ct__swap_bytes(buf, (size_t)ct_numel(t), ct_dtype_size(t->dtype));
+    *bytes = buf;
+    *owned = buf;
+    return CT_OK;
+}
+
 /* Printable copy of n bytes for messages: non-printables as \xNN, "..." when cut. */
 const char *ct__esc(char *out, size_t cap, const char *in, size_t n) {
     size_t o = 0;

@@ -237,6 +237,14 @@ const char *ct__esc(char *out, size_t cap, const char *in, size_t n);
 uint64_t ct__crc32(uint64_t crc, const void *p, size_t n);
 /* pread of exactly n bytes: the bytes read (< n at the end of the file) or -1 (errno). */
 int64_t ct__pread_full(int fd, void *buf, size_t n, uint64_t off);
+/* Whether the host stores numbers little-endian (the byte order of .npy, safetensors and
+ * train-state files), and the in-place byte swap of count items of size bytes each. */
+bool ct__host_is_le(void);
+void ct__swap_bytes(void *p, size_t count, size_t size);
+/* t's elements in C order as little-endian bytes (numel * dtype size of them): *bytes points
+ * into t itself when it is contiguous host memory on a little-endian host (*owned NULL), else
+ * into a copy (*owned, which the caller frees). Errors (memory, a device copy) name path. */
+ct_status ct__tensor_le_bytes(ct_ctx *ctx, const char *path, const ct_tensor *t, const void **bytes, void **owned);
 /* The atomic writer: ct__wf_open creates path.tmp; ct__wf_write appends (and keeps a CRC-32 of
  * everything written in crc); ct__wf_finish(w, CT_OK) fsyncs, closes and renames it over path
  * (then fsyncs the folder), or with an error status removes the temporary file. An existing

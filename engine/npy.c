@@ -30,23 +30,6 @@
 typedef unsigned long long ull;
 
 /* ---- small helpers ------------------------------------------------------------------- */
-static bool host_is_le(void) {
-    const uint16_t one = 1;
-    uint8_t b;
-    memcpy(&b, &one, 1);
-    return b == 1;
-}
-
-static void swap_bytes(void *p, size_t count, size_t size) {
-    uint8_t *b = p;
-    for (size_t i = 0; i < count; i++, b += size)
-        for (size_t j = 0; j < size / 2; j++) {
-            uint8_t x = b[j];
-            b[j] = b[size - 1 - j];
-            b[size - 1 - j] = x;
-        }
-}
-
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
@@ -512,7 +495,7 @@ static ct_tensor *npy_read(src *s) {
     if (!t) return NULL;
     if (numel > 0) {
         if (src_read(s, ct_data(t), (size_t)(numel * item))) return NULL;
-        if (!host_is_le()) swap_bytes(ct_data(t), (size_t)numel, (size_t)item);
+        if (!ct__host_is_le()) ct__swap_bytes(ct_data(t), (size_t)numel, (size_t)item);
     }
     return t;
 }
@@ -604,17 +587,11 @@ static uint64_t npy_data_bytes(const ct_tensor *t) {
 static ct_status wr_tensor_data(wr *w, const ct_tensor *t) {
     uint64_t nbytes = npy_data_bytes(t);
     if (nbytes == 0) return CT_OK;
-    if (t->storage->device.type == CT_CPU && ct_is_contiguous(t) && host_is_le())
-        return wr_bytes(w, ct_data(t), (size_t)nbytes);
-    void *buf = malloc((size_t)nbytes);
-    if (!buf) return ct__failf(w->ctx, CT_E_NOMEM, w->path, "out of memory (%llu bytes) copying the "
-                           "tensor to the host", (ull)nbytes);
-    ct_status st = ct_copy_to_host(t, buf, (size_t)nbytes);
-    if (!st) {
-        if (!host_is_le()) swap_bytes(buf, (size_t)ct_numel(t), ct_dtype_size(t->dtype));
-        st = wr_bytes(w, buf, (size_t)nbytes);
-    }
-    free(buf);
+    const void *bytes;
+    void *owned;
+    ct_status st = ct__tensor_le_bytes(w->ctx, w->path, t, &bytes, &owned);
+    if (!st) st = wr_bytes(w, bytes, (size_t)nbytes);
+    free(owned);
     return st;
 }
 

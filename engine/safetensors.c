@@ -26,23 +26,6 @@ typedef unsigned long long ull;
                "(ct_safetensors_save or safetensors.torch.save_file)"
 
 /* ---- small helpers ------------------------------------------------------------------------- */
-static bool host_is_le(void) {
-    const uint16_t one = 1;
-    uint8_t b;
-    memcpy(&b, &one, 1);
-    return b == 1;
-}
-
-static void swap_bytes(void *p, size_t count, size_t size) {
-    uint8_t *b = p;
-    for (size_t i = 0; i < count; i++, b += size)
-        for (size_t j = 0; j < size / 2; j++) {
-            uint8_t x = b[j];
-            b[j] = b[size - 1 - j];
-            b[size - 1 - j] = x;
-        }
-}
-
 
 
 /* Offset of the first byte that is not part of valid UTF-8 (n if all are). */
@@ -161,17 +144,11 @@ static const char *first_dup(const char *const *names, int n, bool *oom) {
 static ct_status write_tensor_data(ct__wfile *w, const ct_tensor *t) {
     size_t nbytes = (size_t)ct_numel(t) * ct_dtype_size(t->dtype);
     if (nbytes == 0) return CT_OK;
-    if (t->storage->device.type == CT_CPU && ct_is_contiguous(t) && host_is_le())
-        return ct__wf_write(w, ct_data(t), nbytes);
-    void *buf = malloc(nbytes);
-    if (!buf) return ct__failf(w->ctx, CT_E_NOMEM, w->path, "out of memory (%zu bytes) copying a "
-                           "tensor to the host", nbytes);
-    ct_status st = ct_copy_to_host(t, buf, nbytes);
-    if (!st) {
-        if (!host_is_le()) swap_bytes(buf, (size_t)ct_numel(t), ct_dtype_size(t->dtype));
-        st = ct__wf_write(w, buf, nbytes);
-    }
-    free(buf);
+    const void *bytes;
+    void *owned;
+    ct_status st = ct__tensor_le_bytes(w->ctx, w->path, t, &bytes, &owned);
+    if (!st) st = ct__wf_write(w, bytes, nbytes);
+    free(owned);
     return st;
 }
 
@@ -954,7 +931,7 @@ static ct_status read_entry(ct_safetensors *f, const st_entry *e, void *dst) {
         return ct__failf(f->ctx, r < 0 ? CT_E_IO : CT_E_FORMAT, f->path, "reading tensor '%s' at byte "
                      "%llu failed: %s", e->name, (ull)(f->data_off + e->begin),
                      r < 0 ? strerror(errno) : "the file shrank while being read");
-    if (!host_is_le()) swap_bytes(dst, nb / ct_dtype_size(e->dtype), ct_dtype_size(e->dtype));
+    if (!ct__host_is_le()) ct__swap_bytes(dst, nb / ct_dtype_size(e->dtype), ct_dtype_size(e->dtype));
     return CT_OK;
 }
 

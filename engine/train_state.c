@@ -20,27 +20,12 @@ typedef unsigned long long ull;
 #define TS_FIX "write it again with ct_train_state_save"
 
 
-static bool host_is_le(void) {
-    const uint16_t one = 1;
-    uint8_t b;
-    memcpy(&b, &one, 1);
-    return b == 1;
-}
-
 static void wr32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static void wr64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 static uint64_t rd64(const uint8_t *p) { return rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
-
-static void swap4(void *p, size_t count) {
-    uint8_t *b = p;
-    for (size_t i = 0; i < count; i++, b += 4) {
-        uint8_t t = b[0]; b[0] = b[3]; b[3] = t;
-        t = b[1]; b[1] = b[2]; b[2] = t;
-    }
-}
 
 
 static const char *kind_text(uint32_t k) {
@@ -96,7 +81,7 @@ ct_status ct_train_state_save(const char *path, const ct_optim *opt, int64_t ste
     st = ct__wf_write(&w, h, sizeof h);
     for (int i = 0; i < S && !st; i++) {
         st = ct_optim_get_state(opt, i, buf, P);
-        if (!st && !host_is_le()) swap4(buf, (size_t)P);
+        if (!st && !ct__host_is_le()) ct__swap_bytes(buf, (size_t)P, 4);
         if (!st) st = ct__wf_write(&w, buf, (size_t)P * sizeof(float));
     }
     for (int i = 0; i < n_rngs && !st; i++) {
@@ -244,7 +229,7 @@ ct_status ct_train_state_load(const char *path, ct_optim *opt, int64_t *step,
             goto done;
         }
     /* everything checked: apply */
-    if (!host_is_le()) swap4(buf + TS_HEADER, (size_t)(S * P));
+    if (!ct__host_is_le()) ct__swap_bytes(buf + TS_HEADER, (size_t)(S * P), 4);
     for (uint32_t i = 0; i < S && !st; i++) {
         float *a = (float *)(void *)(buf + TS_HEADER + (size_t)i * P * 4);   /* 4-aligned */
         st = ct_optim_set_state(opt, (int)i, a, (int64_t)P);

@@ -2,9 +2,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/internal.h"   /* ct__host_is_le, ct__swap_bytes, ct__tensor_le_bytes */
 #include "engine/npy.h"
 #include "testutil.h"
 
@@ -58,6 +60,41 @@ static size_t mk_npy(uint8_t *out, size_t cap, const char *header, const void *d
 }
 
 /* ---- numpy-written fixtures ----------------------------------------------------------------- */
+/* The byte-order helpers the .npy, safetensors and train-state writers share (engine/fileio.c). */
+START_TEST(test_le_bytes_helpers) {
+    const uint32_t one = 1;
+    uint8_t first;
+    memcpy(&first, &one, 1);
+    ck_assert(ct__host_is_le() == (first == 1));
+    uint8_t b[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    ct__swap_bytes(b, 3, 4);
+    const uint8_t w4[12] = {4, 3, 2, 1, 8, 7, 6, 5, 12, 11, 10, 9};
+    ck_assert(memcmp(b, w4, 12) == 0);
+    ct__swap_bytes(b, 1, 8);
+    const uint8_t w8[12] = {5, 6, 7, 8, 1, 2, 3, 4, 12, 11, 10, 9};
+    ck_assert(memcmp(b, w8, 12) == 0);
+    ct__swap_bytes(b, 12, 1);   /* one-byte items: unchanged */
+    ck_assert(memcmp(b, w8, 12) == 0);
+    /* a contiguous host tensor is used in place; a transposed view is copied in C order */
+    ct_ctx *ctx = tu_ctx(NULL);
+    ct_scope_begin(ctx);
+    ct_tensor *a = ct_reshape(ct_arange(ctx, CT_F32, 6), 2, 3);
+    const void *bytes = NULL;
+    void *owned = (void *)1;
+    ck_assert_int_eq(ct__tensor_le_bytes(ctx, "x.npy", a, &bytes, &owned), CT_OK);
+    ck_assert_ptr_eq(bytes, ct_data(a));
+    ck_assert_ptr_null(owned);
+    ct_tensor *at = ct_transpose(a, 0, 1);
+    ck_assert_int_eq(ct__tensor_le_bytes(ctx, "x.npy", at, &bytes, &owned), CT_OK);
+    ck_assert_ptr_nonnull(owned);
+    ck_assert_ptr_eq(bytes, owned);
+    const float want[6] = {0, 3, 1, 4, 2, 5};
+    ck_assert(memcmp(bytes, want, sizeof want) == 0);
+    free(owned);
+    ct_scope_end(ctx);
+}
+END_TEST
+
 START_TEST(test_load_numpy_fixtures) {
     tu_errors errs = {0};
     ct_ctx *ctx = tu_ctx(&errs);
@@ -713,6 +750,7 @@ END_TEST
 Suite *npy_suite(void) {
     Suite *s = suite_create("npy");
     TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_le_bytes_helpers);
     tcase_add_test(tc, test_load_numpy_fixtures);
     tcase_add_test(tc, test_load_mem_and_scope);
     tcase_add_test(tc, test_npz_numpy_fixtures);
