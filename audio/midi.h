@@ -319,6 +319,11 @@ cm_file *cm_file_from_notes(const cm_notes *notes, const cm_tempo_map *tm, cm_er
 cm_status cm__fail(cm_error *err, cm_status s, const char *file, int64_t offset, int track,
                    const char *fmt, ...) CM__PRINTF(6, 7);
 void cm__warn(cm_file *f, const char *fmt, ...) CM__PRINTF(2, 3);
+/* The whole of path (a regular file or a pipe) in a malloc'd buffer (*out, one spare byte; the
+ * caller frees it), refused as CM_E_LIMIT above limit bytes (limit_name in the message, e.g.
+ * "CM_MAX_FILE_BYTES"). Messages name path. Serves cm_read_file and cm_poly_read_file. */
+cm_status cm__read_whole(const char *path, uint32_t limit, const char *limit_name, uint8_t **out, size_t *n_out,
+                         cm_error *err);
 /* Sorts n->notes (track, channel, program, start, pitch, end, velocity) and rebuilds
  * n->instruments (names empty). CM_E_NOMEM on failure. */
 cm_status cm__notes_group(cm_notes *n);

@@ -345,10 +345,10 @@ cm_status cm_read_mem(const void *buf, size_t len, const char *name, cm_file **o
     return CM_OK;
 }
 
-cm_status cm_read_file(const char *path, cm_file **out, cm_error *err) {
-    if (out) *out = NULL;
-    if (!path || !out)
-        return cm__fail(err, CM_E_ARG, path, -1, -1, "cm_read_file: NULL %s", path ? "out" : "path");
+cm_status cm__read_whole(const char *path, uint32_t limit, const char *limit_name, uint8_t **out, size_t *n_out,
+                         cm_error *err) {
+    *out = NULL;
+    *n_out = 0;
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         return cm__fail(err, CM_E_IO, path, -1, -1, "cannot open: %s", strerror(errno));
@@ -358,25 +358,23 @@ cm_status cm_read_file(const char *path, cm_file **out, cm_error *err) {
         close(fd);
         return cm__fail(err, CM_E_IO, path, -1, -1, "cannot read: %s", strerror(e));
     }
-    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > CM_MAX_FILE_BYTES) {
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > limit) {
         close(fd);
-        return cm__fail(err, CM_E_LIMIT, path, -1, -1,
-                        "%lld bytes, more than the limit of %u (CM_MAX_FILE_BYTES)",
-                        (long long)st.st_size, CM_MAX_FILE_BYTES);
+        return cm__fail(err, CM_E_LIMIT, path, -1, -1, "%lld bytes, more than the limit of %u (%s)",
+                        (long long)st.st_size, limit, limit_name);
     }
-    /* read to the end (a pipe has no size): at most CM_MAX_FILE_BYTES + 1 bytes */
+    /* read to the end (a pipe has no size): at most limit + 1 bytes */
     size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 65536, n = 0;
     uint8_t *buf = malloc(cap);
     cm_status s = CM_OK;
     if (!buf) s = cm__fail(err, CM_E_NOMEM, path, -1, -1, "out of memory for %zu bytes", cap);
     while (!s) {
         if (n == cap) {
-            if (cap > CM_MAX_FILE_BYTES) {
-                s = cm__fail(err, CM_E_LIMIT, path, -1, -1,
-                             "more than %u bytes (CM_MAX_FILE_BYTES)", CM_MAX_FILE_BYTES);
+            if (cap > limit) {
+                s = cm__fail(err, CM_E_LIMIT, path, -1, -1, "more than %u bytes (%s)", limit, limit_name);
                 break;
             }
-            size_t ncap = cap * 2 > (size_t)CM_MAX_FILE_BYTES + 1 ? (size_t)CM_MAX_FILE_BYTES + 1 : cap * 2;
+            size_t ncap = cap * 2 > (size_t)limit + 1 ? (size_t)limit + 1 : cap * 2;
             uint8_t *nb = realloc(buf, ncap);
             if (!nb) {
                 s = cm__fail(err, CM_E_NOMEM, path, -1, -1, "out of memory for %zu bytes", ncap);
@@ -392,7 +390,24 @@ cm_status cm_read_file(const char *path, cm_file **out, cm_error *err) {
         n += (size_t)got;
     }
     close(fd);
-    if (!s) s = cm_read_mem(buf, n, path, out, err);
+    if (s) {
+        free(buf);
+        return s;
+    }
+    *out = buf;
+    *n_out = n;
+    return CM_OK;
+}
+
+cm_status cm_read_file(const char *path, cm_file **out, cm_error *err) {
+    if (out) *out = NULL;
+    if (!path || !out)
+        return cm__fail(err, CM_E_ARG, path, -1, -1, "cm_read_file: NULL %s", path ? "out" : "path");
+    uint8_t *buf;
+    size_t n;
+    cm_status s = cm__read_whole(path, CM_MAX_FILE_BYTES, "CM_MAX_FILE_BYTES", &buf, &n, err);
+    if (s) return s;
+    s = cm_read_mem(buf, n, path, out, err);
     free(buf);
     return s;
 }

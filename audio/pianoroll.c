@@ -355,61 +355,13 @@ cm_status cm_poly_read_mem(const void *buf, size_t len, const char *name, cm_pol
     return s;
 }
 
-static cm_status read_all(const char *path, char **out, size_t *n_out, cm_error *err) {
-    *out = NULL;
-    *n_out = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return cm__fail(err, CM_E_IO, path, -1, -1, "cannot open: %s", strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-        int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
-        close(fd);
-        return cm__fail(err, CM_E_IO, path, -1, -1, "cannot read: %s", strerror(e));
-    }
-    size_t cap = S_ISREG(st.st_mode) && (uint64_t)st.st_size <= CM_POLY_MAX_FILE_BYTES ? (size_t)st.st_size + 1
-                                                                                       : 65536,
-           n = 0;
-    char *buf = malloc(cap);
-    cm_status s = buf ? CM_OK : cm__fail(err, CM_E_NOMEM, path, -1, -1, "out of memory for %zu bytes", cap);
-    while (!s) {
-        if (n == cap) {
-            if (cap > CM_POLY_MAX_FILE_BYTES) {
-                s = cm__fail(err, CM_E_LIMIT, path, -1, -1, "more than %u bytes (CM_POLY_MAX_FILE_BYTES)",
-                             CM_POLY_MAX_FILE_BYTES);
-                break;
-            }
-            size_t nc = cap * 2 > (size_t)CM_POLY_MAX_FILE_BYTES + 1 ? (size_t)CM_POLY_MAX_FILE_BYTES + 1 : cap * 2;
-            char *p = realloc(buf, nc);
-            if (!p) {
-                s = cm__fail(err, CM_E_NOMEM, path, -1, -1, "out of memory for %zu bytes", nc);
-                break;
-            }
-            buf = p;
-            cap = nc;
-        }
-        ssize_t got = read(fd, buf + n, cap - n);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) s = cm__fail(err, CM_E_IO, path, (int64_t)n, -1, "read failed: %s", strerror(errno));
-        if (got <= 0) break;
-        n += (size_t)got;
-    }
-    close(fd);
-    if (s) {
-        free(buf);
-        return s;
-    }
-    *out = buf;
-    *n_out = n;
-    return CM_OK;
-}
-
 cm_status cm_poly_read_file(const char *path, cm_poly *out, cm_error *err) {
     if (out) memset(out, 0, sizeof *out);
     if (!path || !out)
         return cm__fail(err, CM_E_ARG, path, -1, -1, "cm_poly_read_file: NULL %s", path ? "out" : "path");
-    char *buf;
+    uint8_t *buf;
     size_t n;
-    cm_status s = read_all(path, &buf, &n, err);
+    cm_status s = cm__read_whole(path, CM_POLY_MAX_FILE_BYTES, "CM_POLY_MAX_FILE_BYTES", &buf, &n, err);
     if (s) return s;
     s = cm_poly_read_mem(buf, n, path, out, err);
     free(buf);

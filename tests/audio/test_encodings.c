@@ -982,6 +982,16 @@ START_TEST(test_poly_read_write) {
     ck_assert_int_eq(cm_poly_read_file(path, &q, &err), CM_E_IO);
     ck_assert(strncmp(err.message, path, strlen(path)) == 0);
     ASSERT_MSG_HAS(err, "cannot open");
+    /* a folder, and a file over CM_POLY_MAX_FILE_BYTES (sparse), refused before reading */
+    ck_assert_int_eq(cm_poly_read_file("tmp", &q, &err), CM_E_IO);
+    ASSERT_MSG_HAS(err, "tmp: cannot read: Is a directory");
+    FILE *big = fopen(path, "wb");
+    ck_assert_ptr_nonnull(big);
+    ck_assert_int_eq(ftruncate(fileno(big), (off_t)CM_POLY_MAX_FILE_BYTES + 5), 0);
+    fclose(big);
+    ck_assert_int_eq(cm_poly_read_file(path, &q, &err), CM_E_LIMIT);
+    ASSERT_MSG_HAS(err, "536870917 bytes, more than the limit of 536870912 (CM_POLY_MAX_FILE_BYTES)");
+    unlink(path);
     ck_assert_int_eq(cm_poly_write_file(&p, "tmp/no/such/folder/x.txt", &err), CM_E_IO);
     ASSERT_MSG_HAS(err, "does the folder exist");
     /* a piece without steps cannot be written */
