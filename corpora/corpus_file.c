@@ -718,28 +718,28 @@ static ct_status frame_words(const cp_corpus *c, const cp_piece *x, int64_t t, u
     return CT_OK;
 }
 
-ct_status cp_corpus_read_frames(const cp_corpus *c, int64_t id, uint8_t *dst, cp_error *err) {
+/* Piece id's frames, one value per key: 0/1 bytes into d8, or 0/1 floats into df (the other NULL). */
+static ct_status read_frames_into(const cp_corpus *c, int64_t id, uint8_t *d8, float *df, cp_error *err) {
     const cp_piece *x;
     ct_status s = piece_for(c, id, false, &x, err);
     for (int64_t t = 0; s == CT_OK && t < x->len; t++) {
         uint64_t w[2];
         if ((s = frame_words(c, x, t, w, err)) != CT_OK) break;
-        for (int k = 0; k < CM_ROLL_NUM_KEYS; k++)
-            dst[t * CM_ROLL_NUM_KEYS + k] = (uint8_t)((w[k / 64] >> (k % 64)) & 1);
+        for (int k = 0; k < CM_ROLL_NUM_KEYS; k++) {
+            const unsigned bit = (unsigned)((w[k / 64] >> (k % 64)) & 1);
+            if (d8) d8[t * CM_ROLL_NUM_KEYS + k] = (uint8_t)bit;
+            else df[t * CM_ROLL_NUM_KEYS + k] = (float)bit;
+        }
     }
     return s;
 }
 
+ct_status cp_corpus_read_frames(const cp_corpus *c, int64_t id, uint8_t *dst, cp_error *err) {
+    return read_frames_into(c, id, dst, NULL, err);
+}
+
 ct_status cp_corpus_read_frames_f32(const cp_corpus *c, int64_t id, float *dst, cp_error *err) {
-    const cp_piece *x;
-    ct_status s = piece_for(c, id, false, &x, err);
-    for (int64_t t = 0; s == CT_OK && t < x->len; t++) {
-        uint64_t w[2];
-        if ((s = frame_words(c, x, t, w, err)) != CT_OK) break;
-        for (int k = 0; k < CM_ROLL_NUM_KEYS; k++)
-            dst[t * CM_ROLL_NUM_KEYS + k] = (float)((w[k / 64] >> (k % 64)) & 1);
-    }
-    return s;
+    return read_frames_into(c, id, NULL, dst, err);
 }
 
 ct_status cp_corpus_stats(const cp_corpus *c, cp_stats *out, cp_error *err) {
