@@ -92,6 +92,7 @@ START_TEST(test_le_bytes_helpers) {
     ck_assert(memcmp(bytes, want, sizeof want) == 0);
     free(owned);
     ct_scope_end(ctx);
+    ct_ctx_free(ctx);
 }
 END_TEST
 
