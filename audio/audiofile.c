@@ -19,6 +19,7 @@
 #endif
 
 #include "audio/audiofile.h"
+#include "audio/midi.h" /* the atomic writer (audio/fileio.c) */
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 const char *ca_strerror(ca_status s) {
@@ -292,44 +293,12 @@ ca_status ca_audio_write(const char *path, const ca_audio *a, const ca_write_opt
                     "cannot write audio: cantor was built without libsndfile (install libsndfile1-dev "
                     "and rebuild)");
 #else
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 48);
-    if (!tmp) return ca__fail(err, CA_E_NOMEM, path, "out of memory");
-    int fd = -1;
-    for (int k = 0; k < 100 && fd < 0; k++) {
-        snprintf(tmp, plen + 48, "%s.tmp-%ld-%d", path, (long)getpid(), k);
-        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        s = ca__fail(err, CA_E_IO, path,
-                     "cannot create the temporary file %s: %s (does the folder exist, is it writable?)",
-                     tmp, strerror(errno));
-        free(tmp);
-        return s;
-    }
+    char *tmp, msg[1024];
+    int fd = cm__atomic_begin(path, true, &tmp, msg, sizeof msg);   /* libsndfile seeks and reads back */
+    if (fd < 0) return ca__fail(err, fd == -2 ? CA_E_NOMEM : CA_E_IO, path, "%s", msg);
     s = write_fd(fd, path, a, fmt, quality, err);
-    if (!s && fsync(fd) != 0)
-        s = ca__fail(err, CA_E_IO, path, "fsync of %s failed: %s; the existing file is untouched", tmp,
-                     strerror(errno));
-    if (close(fd) != 0 && !s)
-        s = ca__fail(err, CA_E_IO, path, "closing %s failed: %s; the existing file is untouched", tmp,
-                     strerror(errno));
-    if (!s && rename(tmp, path) != 0)
-        s = ca__fail(err, CA_E_IO, path, "cannot rename %s over it: %s", tmp, strerror(errno));
-    if (s) {
-        unlink(tmp);
-    } else { /* make the rename durable: fsync the folder (best effort) */
-        const char *slash = strrchr(path, '/');
-        char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-        int dfd = dir ? open(dir, O_RDONLY | O_CLOEXEC) : -1;
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    free(tmp);
+    if (!cm__atomic_end(fd, path, tmp, s == CA_OK, msg, sizeof msg) && s == CA_OK)
+        s = ca__fail(err, CA_E_IO, path, "%s", msg);
     return s;
 #endif
 }

@@ -324,6 +324,17 @@ void cm__warn(cm_file *f, const char *fmt, ...) CM__PRINTF(2, 3);
  * "CM_MAX_FILE_BYTES"). Messages name path. Serves cm_read_file and cm_poly_read_file. */
 cm_status cm__read_whole(const char *path, uint32_t limit, const char *limit_name, uint8_t **out, size_t *n_out,
                          cm_error *err);
+/* The atomic writer (audio/fileio.c), for the writers of every audio/ format: cm__atomic_begin
+ * creates a temporary file next to path ("<path>.tmp-PID-K", read_too: opened read-write) and
+ * returns its descriptor and *tmp (its malloc'd name); -1 (I/O) or -2 (out of memory) with the
+ * reason in msg, naming the temporary file. cm__write_all writes len bytes (*done: how many
+ * did), false with the reason (a full disk said so). cm__atomic_end(fd, path, tmp, ok): when
+ * ok, fsync, close and rename over path, then fsync the folder; otherwise, or when one of those
+ * fails (false, msg), close and remove the temporary file: an existing file at path is touched
+ * only by a whole successful write. It closes fd and frees tmp either way. */
+int cm__atomic_begin(const char *path, bool read_too, char **tmp, char *msg, size_t n);
+bool cm__write_all(int fd, const void *p, size_t len, const char *tmp, size_t *done, char *msg, size_t n);
+bool cm__atomic_end(int fd, const char *path, char *tmp, bool ok, char *msg, size_t n);
 /* Sorts n->notes (track, channel, program, start, pitch, end, velocity) and rebuilds
  * n->instruments (names empty). CM_E_NOMEM on failure. */
 cm_status cm__notes_group(cm_notes *n);

@@ -345,60 +345,6 @@ cm_status cm_read_mem(const void *buf, size_t len, const char *name, cm_file **o
     return CM_OK;
 }
 
-cm_status cm__read_whole(const char *path, uint32_t limit, const char *limit_name, uint8_t **out, size_t *n_out,
-                         cm_error *err) {
-    *out = NULL;
-    *n_out = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return cm__fail(err, CM_E_IO, path, -1, -1, "cannot open: %s", strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-        int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
-        close(fd);
-        return cm__fail(err, CM_E_IO, path, -1, -1, "cannot read: %s", strerror(e));
-    }
-    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > limit) {
-        close(fd);
-        return cm__fail(err, CM_E_LIMIT, path, -1, -1, "%lld bytes, more than the limit of %u (%s)",
-                        (long long)st.st_size, limit, limit_name);
-    }
-    /* read to the end (a pipe has no size): at most limit + 1 bytes */
-    size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 65536, n = 0;
-    uint8_t *buf = malloc(cap);
-    cm_status s = CM_OK;
-    if (!buf) s = cm__fail(err, CM_E_NOMEM, path, -1, -1, "out of memory for %zu bytes", cap);
-    while (!s) {
-        if (n == cap) {
-            if (cap > limit) {
-                s = cm__fail(err, CM_E_LIMIT, path, -1, -1, "more than %u bytes (%s)", limit, limit_name);
-                break;
-            }
-            size_t ncap = cap * 2 > (size_t)limit + 1 ? (size_t)limit + 1 : cap * 2;
-            uint8_t *nb = realloc(buf, ncap);
-            if (!nb) {
-                s = cm__fail(err, CM_E_NOMEM, path, -1, -1, "out of memory for %zu bytes", ncap);
-                break;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t got = read(fd, buf + n, cap - n);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) s = cm__fail(err, CM_E_IO, path, (int64_t)n, -1, "read failed: %s", strerror(errno));
-        if (got <= 0) break;
-        n += (size_t)got;
-    }
-    close(fd);
-    if (s) {
-        free(buf);
-        return s;
-    }
-    *out = buf;
-    *n_out = n;
-    return CM_OK;
-}
-
 cm_status cm_read_file(const char *path, cm_file **out, cm_error *err) {
     if (out) *out = NULL;
     if (!path || !out)

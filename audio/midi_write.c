@@ -175,25 +175,6 @@ cm_status cm_write_mem(const cm_file *f, const cm_write_opts *opts, uint8_t **ou
     return CM_OK;
 }
 
-static cm_status write_all(int fd, const uint8_t *p, size_t n, const char *path, const char *tmp,
-                           cm_error *err) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t k = write(fd, p + done, n - done);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            int e = k < 0 ? errno : EIO;
-            return cm__fail(err, CM_E_IO, path, (int64_t)done, -1,
-                            "writing the temporary file %s failed: %s%s; the existing file is "
-                            "untouched",
-                            tmp, strerror(e),
-                            e == ENOSPC || e == EFBIG || e == EDQUOT ? " (is the disk full?)" : "");
-        }
-        done += (size_t)k;
-    }
-    return CM_OK;
-}
-
 cm_status cm_write_file(const cm_file *f, const char *path, const cm_write_opts *opts, cm_error *err) {
     if (!path) return cm__fail(err, CM_E_ARG, "<null>", -1, -1, "cm_write_file: NULL path");
     wbuf w = {0};
@@ -202,50 +183,19 @@ cm_status cm_write_file(const cm_file *f, const char *path, const cm_write_opts 
         free(w.p);
         return s;
     }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 48);
-    if (!tmp) {
-        free(w.p);
-        return cm__fail(err, CM_E_NOMEM, path, -1, -1, "out of memory");
-    }
-    int fd = -1;
-    for (int k = 0; k < 100 && fd < 0; k++) {
-        snprintf(tmp, plen + 48, "%s.tmp-%ld-%d", path, (long)getpid(), k);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
+    char *tmp, msg[sizeof err->message];
+    int fd = cm__atomic_begin(path, false, &tmp, msg, sizeof msg);
     if (fd < 0) {
-        s = cm__fail(err, CM_E_IO, path, -1, -1,
-                     "cannot create the temporary file %s: %s (does the folder exist, is it "
-                     "writable?)",
-                     tmp, strerror(errno));
-        free(tmp);
         free(w.p);
-        return s;
+        return cm__fail(err, fd == -2 ? CM_E_NOMEM : CM_E_IO, path, -1, -1, "%s", msg);
     }
-    s = write_all(fd, w.p, w.n, path, tmp, err);
+    size_t done;
+    bool wrote = cm__write_all(fd, w.p, w.n, tmp, &done, msg, sizeof msg);
     free(w.p);
-    if (!s && fsync(fd) != 0)
-        s = cm__fail(err, CM_E_IO, path, -1, -1, "fsync of %s failed: %s; the existing file is untouched",
-                     tmp, strerror(errno));
-    if (close(fd) != 0 && !s)
-        s = cm__fail(err, CM_E_IO, path, -1, -1, "closing %s failed: %s; the existing file is untouched",
-                     tmp, strerror(errno));
-    if (!s && rename(tmp, path) != 0)
-        s = cm__fail(err, CM_E_IO, path, -1, -1, "cannot rename %s over it: %s", tmp, strerror(errno));
-    if (s) {
-        unlink(tmp);
-    } else {
-        /* make the rename durable: fsync the folder (best effort) */
-        const char *slash = strrchr(path, '/');
-        char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-        int dfd = dir ? open(dir, O_RDONLY) : -1;
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
+    if (!wrote) {
+        cm__atomic_end(fd, path, tmp, false, NULL, 0);
+        return cm__fail(err, CM_E_IO, path, (int64_t)done, -1, "%s", msg);
     }
-    free(tmp);
-    return s;
+    if (!cm__atomic_end(fd, path, tmp, true, msg, sizeof msg)) return cm__fail(err, CM_E_IO, path, -1, -1, "%s", msg);
+    return CM_OK;
 }

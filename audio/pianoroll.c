@@ -426,44 +426,19 @@ cm_status cm_poly_write_file(const cm_poly *p, const char *path, cm_error *err) 
     size_t n;
     cm_status s = cm_poly_write_mem(p, &text, &n, err);
     if (s) return s;
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 48);
-    int fd = -1;
-    for (int k = 0; tmp && k < 100 && fd < 0; k++) {
-        snprintf(tmp, plen + 48, "%s.tmp-%ld-%d", path, (long)getpid(), k);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
+    char *tmp, msg[sizeof err->message];
+    int fd = cm__atomic_begin(path, false, &tmp, msg, sizeof msg);
     if (fd < 0) {
-        s = tmp ? cm__fail(err, CM_E_IO, path, -1, -1, "cannot create the temporary file %s: %s (does the folder "
-                           "exist, is it writable?)", tmp, strerror(errno))
-                : cm__fail(err, CM_E_NOMEM, path, -1, -1, "out of memory");
-        free(tmp);
         free(text);
-        return s;
+        return cm__fail(err, fd == -2 ? CM_E_NOMEM : CM_E_IO, path, -1, -1, "%s", msg);
     }
-    for (size_t done = 0; !s && done < n;) {
-        ssize_t k = write(fd, text + done, n - done);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            int e = k < 0 ? errno : EIO;
-            s = cm__fail(err, CM_E_IO, path, (int64_t)done, -1, "writing the temporary file %s failed: %s%s; the "
-                         "existing file is untouched", tmp, strerror(e),
-                         e == ENOSPC || e == EFBIG ? " (is the disk full?)" : "");
-        } else {
-            done += (size_t)k;
-        }
-    }
+    size_t done;
+    bool wrote = cm__write_all(fd, text, n, tmp, &done, msg, sizeof msg);
     free(text);
-    if (!s && fsync(fd) != 0)
-        s = cm__fail(err, CM_E_IO, path, -1, -1, "fsync of %s failed: %s; the existing file is untouched", tmp,
-                     strerror(errno));
-    if (close(fd) != 0 && !s)
-        s = cm__fail(err, CM_E_IO, path, -1, -1, "closing %s failed: %s; the existing file is untouched", tmp,
-                     strerror(errno));
-    if (!s && rename(tmp, path) != 0)
-        s = cm__fail(err, CM_E_IO, path, -1, -1, "cannot rename %s over it: %s", tmp, strerror(errno));
-    if (s) unlink(tmp);
-    free(tmp);
-    return s;
+    if (!wrote) {
+        cm__atomic_end(fd, path, tmp, false, NULL, 0);
+        return cm__fail(err, CM_E_IO, path, (int64_t)done, -1, "%s", msg);
+    }
+    if (!cm__atomic_end(fd, path, tmp, true, msg, sizeof msg)) return cm__fail(err, CM_E_IO, path, -1, -1, "%s", msg);
+    return CM_OK;
 }
