@@ -145,12 +145,18 @@ ct_tensor *ct_dropout_at(ct_src src, ct_tensor *a, float p, bool training, ct_rn
 /* ---- in-place updates, outside autograd (for optimizers) ----------------------------- *
  * They write into t's storage, bump its version (a graph that saved t then refuses to run
  * backward) and return a status. t must not be a non-leaf that requires grad. */
-ct_status ct_inplace_fill(ct_tensor *t, float value);
-ct_status ct_inplace_copy(ct_tensor *t, const ct_tensor *src);          /* same shape */
-ct_status ct_inplace_scale(ct_tensor *t, float s);                       /* t *= s */
-ct_status ct_inplace_axpy(ct_tensor *t, float alpha, const ct_tensor *x);/* t += alpha * x */
-ct_status ct_inplace_add_scalar(ct_tensor *t, float s);                  /* t += s */
-/* t = clamp(t, lo, hi) */
-ct_status ct_inplace_clamp(ct_tensor *t, float lo, float hi);
+/* Errors (a graph node, another dtype, shape or device) name the op and the caller's file:line. */
+#define ct_inplace_fill(t, value) ct_inplace_fill_at(CT_SRC, t, value)
+#define ct_inplace_copy(t, src) ct_inplace_copy_at(CT_SRC, t, src)          /* same shape */
+#define ct_inplace_scale(t, s) ct_inplace_scale_at(CT_SRC, t, s)            /* t *= s */
+#define ct_inplace_axpy(t, alpha, x) ct_inplace_axpy_at(CT_SRC, t, alpha, x) /* t += alpha * x */
+#define ct_inplace_add_scalar(t, s) ct_inplace_add_scalar_at(CT_SRC, t, s)  /* t += s */
+#define ct_inplace_clamp(t, lo, hi) ct_inplace_clamp_at(CT_SRC, t, lo, hi)  /* t = clamp(t, lo, hi) */
+ct_status ct_inplace_fill_at(ct_src src, ct_tensor *t, float value);
+ct_status ct_inplace_copy_at(ct_src src, ct_tensor *t, const ct_tensor *x);
+ct_status ct_inplace_scale_at(ct_src src, ct_tensor *t, float s);
+ct_status ct_inplace_axpy_at(ct_src src, ct_tensor *t, float alpha, const ct_tensor *x);
+ct_status ct_inplace_add_scalar_at(ct_src src, ct_tensor *t, float s);
+ct_status ct_inplace_clamp_at(ct_src src, ct_tensor *t, float lo, float hi);
 
 #endif

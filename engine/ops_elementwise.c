@@ -140,61 +140,69 @@ ct_tensor *ct_pow_scalar_at(ct_src s, ct_tensor *a, float v) { return unary(s, C
 ct_tensor *ct_rsub_scalar_at(ct_src s, float v, ct_tensor *a) { return unary(s, CT_UN_RSUB_SCALAR, a, v, 0); }
 
 /* ---- in-place updates (no graph) -------------------------------------------------------- */
-static ct_status inplace_check(const char *op, ct_tensor *t, const ct_tensor *x) {
+static ct_status inplace_check(ct_src src, const char *op, ct_tensor *t, const ct_tensor *x) {
     if (!t) return CT_E_NULL;
     if (t->grad_fn)
         return ct_fail(t->ctx, CT_E_STATE,
                        "%s: the tensor was made by '%s' (at %s:%d) and is part of a graph; "
-                       "in-place updates are for leaves (parameters, buffers)", op,
-                       t->grad_fn->def->name, t->grad_fn->src.file, t->grad_fn->src.line);
+                       "in-place updates are for leaves (parameters, buffers) (at %s:%d)", op,
+                       t->grad_fn->def->name, t->grad_fn->src.file, t->grad_fn->src.line, src.file, src.line);
     if (t->dtype != CT_F32)
-        return ct_fail(t->ctx, CT_E_DTYPE, "%s: the tensor is %s; expected float32", op,
-                       ct_dtype_name(t->dtype));
+        return ct_fail(t->ctx, CT_E_DTYPE, "%s: the tensor is %s; expected float32 (at %s:%d)", op,
+                       ct_dtype_name(t->dtype), src.file, src.line);
     if (x) {
         char s1[96], s2[96];
         if (!ct_device_eq(t->storage->device, x->storage->device))
-            return ct_fail(t->ctx, CT_E_DEVICE, "%s: operands are on different devices", op);
+            return ct_fail(t->ctx, CT_E_DEVICE, "%s: the tensor is on %s but the source is on %s; move one with "
+                           "ct_to() (at %s:%d)", op, ct_device_str(t->storage->device, s1, sizeof s1),
+                           ct_device_str(x->storage->device, s2, sizeof s2), src.file, src.line);
         if (x->dtype != CT_F32)
-            return ct_fail(t->ctx, CT_E_DTYPE, "%s: the source is %s; expected float32", op,
-                           ct_dtype_name(x->dtype));
+            return ct_fail(t->ctx, CT_E_DTYPE, "%s: the source is %s; expected float32 (at %s:%d)", op,
+                           ct_dtype_name(x->dtype), src.file, src.line);
         if (!ct_same_shape(t, x))
-            return ct_fail(t->ctx, CT_E_SHAPE, "%s: shapes %s and %s differ", op,
-                           ct_shape_str(t, s1, sizeof s1), ct_shape_str(x, s2, sizeof s2));
+            return ct_fail(t->ctx, CT_E_SHAPE, "%s: shapes %s and %s differ (at %s:%d)", op,
+                           ct_shape_str(t, s1, sizeof s1), ct_shape_str(x, s2, sizeof s2), src.file, src.line);
     }
     return CT_OK;
 }
 
-ct_status ct_inplace_fill(ct_tensor *t, float value) {
-    ct_status st = inplace_check("inplace_fill", t, NULL);
+ct_status ct_inplace_fill_at(ct_src src, ct_tensor *t, float value) {
+    ct_status st = inplace_check(src, "inplace_fill", t, NULL);
     if (st) return st;
     t->storage->backend->fill(t, value);
     ct__bump_version(t);
     return CT_OK;
 }
 
-ct_status ct_inplace_copy(ct_tensor *t, const ct_tensor *src) {
-    if (!src) return CT_E_NULL;
-    ct_status st = inplace_check("inplace_copy", t, src);
+ct_status ct_inplace_copy_at(ct_src src, ct_tensor *t, const ct_tensor *x) {
+    if (!x) return CT_E_NULL;
+    ct_status st = inplace_check(src, "inplace_copy", t, x);
     if (st) return st;
-    t->storage->backend->copy(t, src);
+    t->storage->backend->copy(t, x);
     ct__bump_version(t);
     return CT_OK;
 }
 
-static ct_status inplace_unary(const char *name, ct_tensor *t, ct_unop op, float p0, float p1) {
-    ct_status st = inplace_check(name, t, NULL);
+static ct_status inplace_unary(ct_src src, const char *name, ct_tensor *t, ct_unop op, float p0, float p1) {
+    ct_status st = inplace_check(src, name, t, NULL);
     if (st) return st;
     t->storage->backend->unary(op, t, t, p0, p1);
     ct__bump_version(t);
     return CT_OK;
 }
-ct_status ct_inplace_scale(ct_tensor *t, float s) { return inplace_unary("inplace_scale", t, CT_UN_MUL_SCALAR, s, 0); }
-ct_status ct_inplace_add_scalar(ct_tensor *t, float s) { return inplace_unary("inplace_add_scalar", t, CT_UN_ADD_SCALAR, s, 0); }
-ct_status ct_inplace_clamp(ct_tensor *t, float lo, float hi) { return inplace_unary("inplace_clamp", t, CT_UN_CLAMP, lo, hi); }
+ct_status ct_inplace_scale_at(ct_src src, ct_tensor *t, float s) {
+    return inplace_unary(src, "inplace_scale", t, CT_UN_MUL_SCALAR, s, 0);
+}
+ct_status ct_inplace_add_scalar_at(ct_src src, ct_tensor *t, float s) {
+    return inplace_unary(src, "inplace_add_scalar", t, CT_UN_ADD_SCALAR, s, 0);
+}
+ct_status ct_inplace_clamp_at(ct_src src, ct_tensor *t, float lo, float hi) {
+    return inplace_unary(src, "inplace_clamp", t, CT_UN_CLAMP, lo, hi);
+}
 
-ct_status ct_inplace_axpy(ct_tensor *t, float alpha, const ct_tensor *x) {
+ct_status ct_inplace_axpy_at(ct_src src, ct_tensor *t, float alpha, const ct_tensor *x) {
     if (!x) return CT_E_NULL;
-    ct_status st = inplace_check("inplace_axpy", t, x);
+    ct_status st = inplace_check(src, "inplace_axpy", t, x);
     if (st) return st;
     t->storage->backend->axpy(t, alpha, x);
     ct__bump_version(t);

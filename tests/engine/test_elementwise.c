@@ -126,10 +126,14 @@ START_TEST(test_inplace_updates) {
     tu_assert_close(w, ((float[]){7, 7, 0, 0}), 0, 0);
     /* errors: shape mismatch, int64, a graph node */
     ck_assert_int_eq(ct_inplace_axpy(w, 1.0f, ct_zeros(ctx, CT_SHAPE(3))), CT_E_SHAPE);
-    ck_assert_ptr_nonnull(strstr(errs.last.msg, "inplace_axpy: shapes [2, 2] and [3] differ"));
+    ck_assert_ptr_nonnull(strstr(errs.last.msg, "inplace_axpy: shapes [2, 2] and [3] differ (at "));
+    ck_assert_ptr_nonnull(strstr(errs.last.msg, "test_elementwise.c:"));   /* the caller's line */
     ck_assert_int_eq(ct_inplace_fill(ct_arange(ctx, CT_I64, 3), 1.0f), CT_E_DTYPE);
+    ck_assert_ptr_nonnull(strstr(errs.last.msg, "inplace_fill: the tensor is int64; expected float32 (at "));
+    ck_assert_ptr_nonnull(strstr(errs.last.msg, "test_elementwise.c:"));
     ct_set_requires_grad(g, true);
     ck_assert_int_eq(ct_inplace_scale(ct_mul(g, g), 2.0f), CT_E_STATE);
+    ck_assert_ptr_nonnull(strstr(errs.last.msg, "in-place updates are for leaves (parameters, buffers) (at "));
     ct_ctx_free(ctx);
 }
 END_TEST
