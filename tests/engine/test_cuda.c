@@ -1,14 +1,21 @@
 /* tests/engine/test_cuda.c — the CUDA backend against the CPU reference (every kernel of the
  * core table, per-op tolerances), moving tensors / modules / optimizers between devices, the
- * caching allocator, device errors; and, on every machine, device parsing and the clear
- * errors for a device that is not there.
+ * caching allocator, device errors; six training steps of an MLP (every layer kind, dropout,
+ * LayerNorm, BCE, clipping) with SGD / Adam / AdamW giving the CPU's losses; a checkpoint
+ * (safetensors + training state) saved from cuda:0 loading on the CPU and on cuda:0; mixing
+ * devices in each kind of op failing with both devices and the call site named; and, on
+ * every machine, device parsing and the clear errors for a device that is not there.
  *
  * Tests that need a device print "cuda: skipped — <why>" once and return when
  * ct_cuda_device_count() is 0 (a build without CUDA=1, no driver, no GPU). */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine/device.h"
 #include "engine/internal.h"
@@ -16,6 +23,8 @@
 #include "engine/layers.h"
 #include "engine/nn.h"
 #include "engine/optim.h"
+#include "engine/rnn.h"
+#include "engine/safetensors.h"
 #include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -1004,6 +1013,260 @@ START_TEST(test_device_error_message) {
 }
 END_TEST
 
+/* ---- a few training steps: the same losses and parameters on cuda:0 as on the CPU --------------- */
+/* Sequential(Linear 13->37, ReLU, Dropout 0.25, Linear 37->29, Tanh, LayerNorm 29, Linear 29->5
+ * without bias): every layer kind of engine/layers.h but Embedding (test_cuda_kernels.c) */
+static ct_module *mlp_new(ct_ctx *ctx, uint64_t seed) {
+    ct_rng rng;
+    ct_rng_seed(&rng, seed);
+    ct_module *seq = ct_sequential_new(ctx);
+    ck_assert_ptr_nonnull(seq);
+    ct_module *kids[7] = {ct_linear_new(ctx, &rng, 13, 37, true), ct_activation_new(ctx, "relu"),
+                          ct_dropout_module_new(ctx, 0.25f), ct_linear_new(ctx, &rng, 37, 29, true),
+                          ct_activation_new(ctx, "tanh"), ct_layernorm_new(ctx, 29, 1e-5f, true),
+                          ct_linear_new(ctx, &rng, 29, 5, false)};
+    for (int i = 0; i < 7; i++) {
+        ck_assert_ptr_nonnull(kids[i]);
+        ck_assert_int_eq(ct_sequential_append(seq, kids[i]), CT_OK);
+    }
+    return seq;
+}
+
+/* one step: zero_grad, forward (dropout from rng), BCE-with-logits loss, backward, clipping
+ * (by norm for Adam(W), by value for SGD), step; returns the loss */
+static double mlp_step(ct_module *m, ct_optim *opt, ct_tensor *x, ct_tensor *y, ct_rng *rng,
+                       bool clip_norm) {
+    ct_ctx *ctx = m->ctx;
+    ct_scope_begin(ctx);
+    ct_optim_zero_grad(opt);
+    ct_tensor *out = ct_sequential_forward(m, x, rng);
+    ct_tensor *loss = ct_bce_with_logits(out, y, CT_REDUCE_MEAN);
+    ck_assert_msg(loss != NULL, "%s", ct_ctx_error(ctx));
+    ck_assert_msg(ct_backward(loss) == CT_OK, "%s", ct_ctx_error(ctx));
+    if (clip_norm) {
+        double norm = 0;
+        ck_assert_int_eq(ct_clip_grad_norm(m, 0.5f, &norm), CT_OK);
+    } else {
+        ck_assert_int_eq(ct_clip_grad_value(m, 0.05f), CT_OK);
+    }
+    ck_assert_msg(ct_optim_step(opt) == CT_OK, "%s", ct_ctx_error(ctx));
+    double l = ct_item(loss);
+    ct_scope_end(ctx);
+    return l;
+}
+
+static ct_optim *mlp_optim(ct_module *m, int kind) {
+    switch (kind) {
+    case 0: return ct_sgd_new(m, (ct_sgd_config){.lr = 0.1, .momentum = 0.9, .nesterov = true,
+                                                   .weight_decay = 1e-3});
+    case 1: return ct_adam_new(m, ct_adam_defaults(1e-2));
+    default: return ct_adamw_new(m, ct_adamw_defaults(1e-2));
+    }
+}
+
+static void mlp_data(ct_ctx *ctx, ct_tensor **x, ct_tensor **y) {
+    *x = TU_RAND(ctx, 120, -2, 2, 33, 13);                  /* batch 33: no multiple of 32 */
+    *y = TU_RAND(ctx, 121, 0, 1, 33, 5);
+    float *yv = ct_data_f32(*y);
+    for (int i = 0; i < 33 * 5; i++) yv[i] = yv[i] < 0.5f ? 0.0f : 1.0f;
+}
+
+/* Six steps of SGD (momentum, Nesterov, weight decay, clip by value), Adam and AdamW (clip by
+ * norm) give the CPU's losses within 1e-5 + 1e-4 relative at every step, and parameters within
+ * 5e-4 + 1e-3 relative after them (float32 on both; the dropout masks come from the same host
+ * generator). */
+START_TEST(test_training_steps_match_cpu) {
+    NEED_DEVICE();
+    ct_ctx *ctx = tu_ctx(NULL);
+    ct_tensor *x, *y;
+    mlp_data(ctx, &x, &y);
+    ct_tensor *xg = gpu(x), *yg = gpu(y);
+    for (int kind = 0; kind < 3; kind++) {
+        ct_module *mc = mlp_new(ctx, 110), *mg = mlp_new(ctx, 110);
+        ck_assert_int_eq(ct_module_to(mg, GPU), CT_OK);
+        ct_optim *oc = mlp_optim(mc, kind), *og = mlp_optim(mg, kind);
+        ck_assert_msg(oc && og, "%s", ct_ctx_error(ctx));
+        ct_rng rc, rg;
+        ct_rng_seed(&rc, 130);
+        ct_rng_seed(&rg, 130);
+        for (int step = 0; step < 6; step++) {
+            const double lc = mlp_step(mc, oc, x, y, &rc, kind != 0);
+            const double lg = mlp_step(mg, og, xg, yg, &rg, kind != 0);
+            printf("cuda: %s step %d: loss cpu %.7f, cuda %.7f\n", ct_optim_name(oc), step, lc, lg);
+            ck_assert_msg(isfinite(lg) && fabs(lg - lc) <= 1e-5 + 1e-4 * fabs(lc),
+                          "%s step %d: loss %.9g on cuda, %.9g on the cpu", ct_optim_name(oc), step, lg, lc);
+        }
+        const int np = ct_module_param_count(mc);
+        for (int i = 0; i < np; i++) {
+            char name[64];
+            ct_tensor *pc = ct_module_param_at(mc, i, name, sizeof name);
+            ct_tensor *pg = ct_module_param_at(mg, i, NULL, 0);
+            ck_assert(ct_device_eq(ct_tensor_device(pg), GPU));
+            ct_tensor *back = ct_cpu(pg);
+            ck_assert_ptr_nonnull(back);
+            const float *a = ct_data_f32(ct_contiguous(pc)), *b = ct_data_f32(ct_contiguous(back));
+            for (int64_t j = 0; j < ct_numel(pc); j++)
+                if (!(fabsf(a[j] - b[j]) <= 5e-4f + 1e-3f * fabsf(a[j])))
+                    ck_assert_msg(0,
+                              "%s: %s[%lld] is %.8g on cuda, %.8g on the cpu", ct_optim_name(oc), name,
+                              (long long)j, (double)b[j], (double)a[j]);
+        }
+        ct_optim_free(oc);
+        ct_optim_free(og);
+        ct_module_free(mc);
+        ct_module_free(mg);
+    }
+    fflush(stdout);
+    ck_assert_int_eq(ct_ctx_status(ctx), CT_OK);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- a checkpoint written from cuda:0 loads on the CPU (and back on the device) --------------- */
+static void tmp_path(char *buf, size_t cap, const char *stem, const char *ext) {
+    if (mkdir("tmp", 0777) != 0) ck_assert_int_eq(errno, EEXIST);
+    snprintf(buf, cap, "tmp/%s_%ld.%s", stem, (long)getpid(), ext);
+}
+
+/* AdamW trains the MLP for 3 steps on cuda:0; its weights (safetensors) and training state
+ * (optimizer moments, step, lr, a generator) are saved from the device. A CPU model and
+ * optimizer made from another seed load them: the same bits as on the device. Then one more
+ * step on each device gives the same loss (1e-5 + 1e-4 relative), and the weights load into a
+ * fresh model on cuda:0 bit for bit too. */
+START_TEST(test_checkpoint_gpu_to_cpu) {
+    NEED_DEVICE();
+    ct_ctx *ctx = tu_ctx(NULL);
+    char wpath[128], spath[128];
+    tmp_path(wpath, sizeof wpath, "cuda_ckpt", "safetensors");
+    tmp_path(spath, sizeof spath, "cuda_ckpt", "ctts");
+    ct_tensor *x, *y;
+    mlp_data(ctx, &x, &y);
+    ct_module *mg = mlp_new(ctx, 140);
+    ck_assert_int_eq(ct_module_to(mg, GPU), CT_OK);
+    ct_optim *og = mlp_optim(mg, 2);
+    ck_assert_ptr_nonnull(og);
+    ct_rng rg;
+    ct_rng_seed(&rg, 141);
+    for (int step = 0; step < 3; step++) mlp_step(mg, og, gpu(x), gpu(y), &rg, true);
+    const ct_rng *save_rngs[1] = {&rg};
+    ck_assert_msg(ct_safetensors_save(wpath, mg, 0, NULL, NULL) == CT_OK, "%s", ct_ctx_error(ctx));
+    ck_assert_msg(ct_train_state_save(spath, og, 3, save_rngs, 1, NULL, 0) == CT_OK, "%s", ct_ctx_error(ctx));
+    /* into a CPU model of other weights */
+    ct_module *mc = mlp_new(ctx, 999);
+    ct_optim *oc = mlp_optim(mc, 2);
+    ck_assert_ptr_nonnull(oc);
+    ck_assert_msg(ct_safetensors_load(wpath, mc, NULL, NULL) == CT_OK, "%s", ct_ctx_error(ctx));
+    ct_rng rc;
+    ct_rng_seed(&rc, 5);
+    ct_rng *load_rngs[1] = {&rc};
+    int64_t step = -1;
+    ck_assert_msg(ct_train_state_load(spath, oc, &step, load_rngs, 1, NULL, 0, NULL) == CT_OK, "%s",
+                  ct_ctx_error(ctx));
+    ck_assert_int_eq(step, 3);
+    ck_assert_int_eq(ct_optim_get_step(oc), ct_optim_get_step(og));
+    ck_assert(ct_optim_get_lr(oc) == ct_optim_get_lr(og));
+    ck_assert(ct_device_eq(ct_module_device(mc), CT_DEVICE_CPU));
+    const int np = ct_module_param_count(mc);
+    for (int i = 0; i < np; i++) same_bits(ct_module_param_at(mc, i, NULL, 0), ct_module_param_at(mg, i, NULL, 0));
+    const int64_t n = ct_optim_state_size(og);
+    ck_assert_int_eq(ct_optim_state_count(oc), 2);
+    float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+    for (int s = 0; s < 2; s++) {
+        ck_assert_int_eq(ct_optim_get_state(og, s, a, n), CT_OK);
+        ck_assert_int_eq(ct_optim_get_state(oc, s, b, n), CT_OK);
+        ck_assert_msg(memcmp(a, b, sizeof(float) * (size_t)n) == 0, "state %d differs", s);
+    }
+    free(a);
+    free(b);
+    ck_assert(ct_rng_u64(&rc) == ct_rng_u64(&rg));
+    /* one more step on each: the same loss */
+    ct_rng_seed(&rc, 142);
+    ct_rng_seed(&rg, 142);
+    const double lc = mlp_step(mc, oc, x, y, &rc, true), lg = mlp_step(mg, og, gpu(x), gpu(y), &rg, true);
+    ck_assert_msg(fabs(lg - lc) <= 1e-5 + 1e-4 * fabs(lc), "loss after loading: cuda %.9g, cpu %.9g", lg, lc);
+    /* the weights also load into a module on the device */
+    ct_module *m2 = mlp_new(ctx, 998);
+    ck_assert_int_eq(ct_module_to(m2, GPU), CT_OK);
+    ck_assert_msg(ct_safetensors_load(wpath, m2, NULL, NULL) == CT_OK, "%s", ct_ctx_error(ctx));
+    ct_module *m3 = mlp_new(ctx, 997);
+    ck_assert_int_eq(ct_safetensors_load(wpath, m3, NULL, NULL), CT_OK);
+    for (int i = 0; i < np; i++) {
+        ct_tensor *p2 = ct_module_param_at(m2, i, NULL, 0);
+        ck_assert(ct_device_eq(ct_tensor_device(p2), GPU));
+        same_bits(p2, ct_module_param_at(m3, i, NULL, 0));
+    }
+    remove(wpath);
+    remove(spath);
+    ct_optim_free(oc);
+    ct_optim_free(og);
+    ct_module_free(mc);
+    ct_module_free(mg);
+    ct_module_free(m2);
+    ct_module_free(m3);
+    ck_assert_int_eq(ct_ctx_status(ctx), CT_OK);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- mixing devices: CT_E_DEVICE naming both devices and the call site, for every kind of op ---- */
+static void expect_mixed(tu_errors *errs, ct_ctx *ctx, bool failed, const char *what) {
+    ck_assert_msg(failed, "%s: mixing devices did not fail", what);
+    ck_assert_msg(ct_ctx_status(ctx) == CT_E_DEVICE, "%s: status %d (%s)", what, (int)ct_ctx_status(ctx),
+                  ct_ctx_error(ctx));
+    ck_assert_msg(strstr(errs->last.msg, "cpu") && strstr(errs->last.msg, "cuda:0") &&
+                  strstr(errs->last.msg, "test_cuda.c"),
+                  "%s: the message does not name both devices and the call site: %s", what, errs->last.msg);
+    ct_ctx_clear_error(ctx);
+}
+
+START_TEST(test_mixed_device_errors) {
+    NEED_DEVICE();
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_rng rng;
+    ct_rng_seed(&rng, 150);
+    ct_tensor *a = TU_RAND(ctx, 151, -1, 1, 3, 4), *b = TU_RAND(ctx, 152, -1, 1, 4, 2);
+    ct_tensor *ag = gpu(a), *bg = gpu(b);
+    ct_tensor *tg = ct_from_i64(ctx, (const int64_t[]){0, 1, 3}, CT_SHAPE(3));
+    expect_mixed(&errs, ctx, ct_mul(ag, a) == NULL, "mul");
+    expect_mixed(&errs, ctx, ct_matmul(a, bg) == NULL, "matmul");
+    expect_mixed(&errs, ctx, ct_cross_entropy(ag, tg, -100) == NULL, "cross_entropy (targets on the cpu)");
+    expect_mixed(&errs, ctx, ct_bce_with_logits(ag, a, CT_REDUCE_MEAN) == NULL, "bce_with_logits");
+    expect_mixed(&errs, ctx, ct_embedding(bg, tg) == NULL, "embedding (indices on the cpu)");
+    expect_mixed(&errs, ctx, ct_where(a, ag, ag) == NULL, "where");
+    expect_mixed(&errs, ctx, ct_masked_fill(ag, a, 0.0f) == NULL, "masked_fill");
+    ct_tensor *two[2] = {a, ag};
+    expect_mixed(&errs, ctx, ct_concat(2, two, 0) == NULL, "concat");
+    expect_mixed(&errs, ctx, ct_layer_norm(ag, ct_ones(ctx, CT_SHAPE(4)), NULL, 1e-5f) == NULL, "layer_norm");
+    /* a module on the device, its input on the CPU */
+    ct_module *lin = ct_linear_new(ctx, &rng, 4, 2, true);
+    ck_assert_int_eq(ct_module_to(lin, GPU), CT_OK);
+    expect_mixed(&errs, ctx, ct_linear_forward_at(CT_SRC, lin, a) == NULL, "linear");
+    const ct_rnn_config cfg = {CT_LSTM, 4, 5, 1, true, false, 0.0f};
+    ct_module *rnn = ct_rnn_new(ctx, &rng, &cfg);
+    ck_assert_ptr_nonnull(rnn);
+    ck_assert_int_eq(ct_module_to(rnn, GPU), CT_OK);
+    ct_tensor *seq = TU_RAND(ctx, 153, -1, 1, 2, 3, 4), *out = NULL;
+    expect_mixed(&errs, ctx, ct_rnn_forward(rnn, seq, NULL, NULL, NULL, NULL, &out, NULL, NULL) != CT_OK,
+                 "rnn_forward");
+    ck_assert_ptr_null(out);
+    /* a backward seed on the other device */
+    ct_tensor *leaf = ct_detach(ag);
+    ck_assert_int_eq(ct_set_requires_grad(leaf, true), CT_OK);
+    ct_tensor *yl = ct_mul_scalar(leaf, 2.0f);
+    expect_mixed(&errs, ctx, ct_backward_ex(yl, a, false) != CT_OK, "backward seed");
+    /* in-place updates refuse too, naming both devices and the call site */
+    expect_mixed(&errs, ctx, ct_inplace_axpy(ag, 1.0f, a) == CT_E_DEVICE, "inplace_axpy");
+    expect_mixed(&errs, ctx, ct_inplace_copy(a, ag) == CT_E_DEVICE, "inplace_copy");
+    /* nothing was half-done: the same ops on one device work */
+    ck_assert_ptr_nonnull(ct_matmul(ag, bg));
+    ck_assert_int_eq(ct_ctx_status(ctx), CT_OK);
+    ct_module_free(lin);
+    ct_module_free(rnn);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 Suite *cuda_suite(void) {
     Suite *s = suite_create("cuda");
     TCase *tc = tcase_create("core");
@@ -1027,6 +1290,9 @@ Suite *cuda_suite(void) {
     tcase_add_test(tc, test_module_optim_round_trip);
     tcase_add_test(tc, test_allocator_reuse);
     tcase_add_test(tc, test_device_error_message);
+    tcase_add_test(tc, test_training_steps_match_cpu);
+    tcase_add_test(tc, test_checkpoint_gpu_to_cpu);
+    tcase_add_test(tc, test_mixed_device_errors);
     suite_add_tcase(s, tc);
     return s;
 }

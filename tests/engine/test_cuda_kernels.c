@@ -1,5 +1,9 @@
 /* tests/engine/test_cuda_kernels.c — the CUDA kernel groups nn, index, layernorm and optim
- * (engine/cuda/{nn,index,layernorm,optim}.cu) against the CPU reference.
+ * (engine/cuda/{nn,index,layernorm,optim}.cu) against the CPU reference; and every public op of
+ * engine/ops.h through the front end on cuda:0, values and gradients: element-wise (broadcast,
+ * strided, 0-d, empty, sizes off multiples of 32 and 256), matmul, views, concat / stack / split /
+ * chunk, reductions, argmax; the Embedding layer with a padding row on a ct_module_clone; clipping
+ * (by norm, by value, a NaN norm) and Adam over a 2.1M-element flat block.
  *
  * Each GPU test builds random inputs on the CPU, runs the op on the CPU and, through ct_to,
  * on cuda:0, and compares the values and the gradients (backward through the op: the gradient
@@ -17,6 +21,11 @@
  *  - 1e-6 / 1e-5: softmax, log_softmax, cross-entropy, BCE, layer_norm, and their gradients:
  *    CUDA's expf/log1pf are within 2 ulp of glibc's, and double sums run in another order.
  *  - clip_grad_norm: the norm (a double sum in another order) within 1e-12 relative.
+ *  - 1e-6 / 1e-5 (gradients summed over broadcast dims: 1e-5 / 1e-5): element-wise ops (CUDA's
+ *    expf/logf/powf/tanhf are within a few ulp of glibc's); sums and means 1e-5 / 1e-5.
+ *  - matmul 2e-5 / 1e-4, values and gradients: cuBLAS sums in another order than OpenBLAS;
+ *    TF32 (about 1e-3 relative) or bf16 products (1e-2) would fail (both are off by default).
+ *  - exact: views, joins (copies), argmax, clip_grad_value (a clamp).
  */
 #include <math.h>
 #include <stdio.h>
@@ -76,7 +85,8 @@ static void expect_close(ct_ctx *ctx, const char *what, const ct_tensor *want,
     for (int64_t i = 0; i < n; i++) {
         bool ok = a[i] == b[i] || (isnan(a[i]) && isnan(b[i])) ||
                   fabs(a[i] - b[i]) <= atol + rtol * fabs(a[i]);
-        ck_assert_msg(ok, "%s: element %lld is %.9g on cuda, %.9g on cpu (atol %g, rtol %g)",
+        if (!ok)     /* (Check's assertions cost a write to its pipe each: only on failure) */
+            ck_assert_msg(ok, "%s: element %lld is %.9g on cuda, %.9g on cpu (atol %g, rtol %g)",
                       what, (long long)i, b[i], a[i], atol, rtol);
     }
     free(a);
@@ -666,9 +676,448 @@ START_TEST(test_cuda_clip_grad_norm) {
 }
 END_TEST
 
+/* ---- element-wise ops through the front end: values and gradients ------------------------------- *
+ * Broadcasting (the gradients are summed down to each operand's shape), a strided operand, 0-d
+ * and empty operands, and sizes that are no multiple of 32 or 256 (one dense launch of 100003
+ * elements, and a broadcast [257, 1] x [1, 389] that takes the per-dim indexing path). */
+typedef ct_tensor *(*bin_fn)(ct_src, ct_tensor *, ct_tensor *);
+typedef struct ew_bin { bin_fn fn; bool transpose_a; } ew_bin;
+static ct_tensor *f_ew_bin(ct_tensor **in, void *ud) {
+    const ew_bin *c = ud;
+    return c->fn(CT_SRC, c->transpose_a ? ct_transpose(in[0], 0, 1) : in[0], in[1]);
+}
+
+typedef enum {
+    EW_NEG, EW_EXP, EW_LOG, EW_SQRT, EW_TANH, EW_SIGMOID, EW_RELU, EW_CLAMP, EW_ADD_S, EW_SUB_S,
+    EW_MUL_S, EW_DIV_S, EW_POW_S, EW_RSUB_S, EW_N
+} ew_un;
+static ct_tensor *f_ew_un(ct_tensor **in, void *ud) {
+    ct_tensor *a = in[0];
+    switch (*(const ew_un *)ud) {
+    case EW_NEG: return ct_neg(a);
+    case EW_EXP: return ct_exp(a);
+    case EW_LOG: return ct_log(a);
+    case EW_SQRT: return ct_sqrt(a);
+    case EW_TANH: return ct_tanh(a);
+    case EW_SIGMOID: return ct_sigmoid(a);
+    case EW_RELU: return ct_relu(a);
+    case EW_CLAMP: return ct_clamp(a, -0.25f, 0.5f);
+    case EW_ADD_S: return ct_add_scalar(a, 1.5f);
+    case EW_SUB_S: return ct_sub_scalar(a, 0.75f);
+    case EW_MUL_S: return ct_mul_scalar(a, -2.5f);
+    case EW_DIV_S: return ct_div_scalar(a, 3.0f);
+    case EW_POW_S: return ct_pow_scalar(a, 1.7f);
+    case EW_RSUB_S: return ct_rsub_scalar(2.0f, a);
+    default: return NULL;
+    }
+}
+
+START_TEST(test_cuda_elementwise_grads) {
+    if (!have_gpu()) return;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    const bin_fn fns[5] = {ct_add_at, ct_sub_at, ct_mul_at, ct_div_at, ct_pow_at};
+    for (int f = 0; f < 5; f++) {
+        const bool pw = f == 4, dv = f == 3;
+        const float alo = pw ? 0.2f : -2, ahi = 2, blo = pw ? -2 : (dv ? 0.5f : -2), bhi = 2;
+        char what[80];
+        ew_bin plain = {fns[f], false}, tr = {fns[f], true};
+        /* [3, 1, 5] with [4, 5] -> [3, 4, 5] */
+        ct_tensor *in1[2] = {LEAF(ctx, 600 + f, alo, ahi, 3, 1, 5), LEAF(ctx, 610 + f, blo, bhi, 4, 5)};
+        snprintf(what, sizeof what, "binary %d broadcast", f);
+        run_both(ctx, what, f_ew_bin, 2, in1, &plain, 1e-6, 1e-5, 1e-6, 1e-5);
+        /* a transposed operand: [5, 4]^T = [4, 5] with [3, 1, 5] */
+        ct_tensor *in2[2] = {LEAF(ctx, 620 + f, alo, ahi, 5, 4), LEAF(ctx, 630 + f, blo, bhi, 3, 1, 5)};
+        snprintf(what, sizeof what, "binary %d transposed", f);
+        run_both(ctx, what, f_ew_bin, 2, in2, &tr, 1e-6, 1e-5, 1e-6, 1e-5);
+        /* a 0-d operand */
+        ct_tensor *in3[2] = {LEAF(ctx, 640 + f, alo, ahi, 6, 7), leaf(ctx, 650 + f, blo, bhi, 0, NULL)};
+        snprintf(what, sizeof what, "binary %d with a 0-d operand", f);
+        run_both(ctx, what, f_ew_bin, 2, in3, &plain, 1e-6, 1e-5, 1e-5, 1e-5);
+        /* odd sizes: a dense 100003 and a broadcast [257, 1] x [1, 389] */
+        ct_tensor *in4[2] = {LEAF(ctx, 660 + f, alo, ahi, 100003), LEAF(ctx, 670 + f, blo, bhi, 100003)};
+        snprintf(what, sizeof what, "binary %d dense 100003", f);
+        run_both(ctx, what, f_ew_bin, 2, in4, &plain, 1e-6, 1e-5, 1e-6, 1e-5);
+        ct_tensor *in5[2] = {LEAF(ctx, 680 + f, alo, ahi, 257, 1), LEAF(ctx, 690 + f, blo, bhi, 1, 389)};
+        snprintf(what, sizeof what, "binary %d broadcast 257x389", f);
+        run_both(ctx, what, f_ew_bin, 2, in5, &plain, 1e-6, 1e-5, 1e-5, 1e-5);
+        /* empty: [0, 5] with [1, 5] (the gradient of the [1, 5] operand is a sum of nothing) */
+        ct_tensor *in6[2] = {LEAF(ctx, 700 + f, alo, ahi, 0, 5), LEAF(ctx, 710 + f, blo, bhi, 1, 5)};
+        snprintf(what, sizeof what, "binary %d empty", f);
+        run_both(ctx, what, f_ew_bin, 2, in6, &plain, 0, 0, 0, 0);
+    }
+    /* the unary and scalar ops, dense (odd sizes) and on a 0-d tensor */
+    for (int u = 0; u < EW_N; u++) {
+        const bool pos = u == EW_LOG || u == EW_SQRT || u == EW_POW_S;
+        const float lo = pos ? 0.05f : -3, hi = 3;
+        char what[80];
+        ew_un op = (ew_un)u;
+        ct_tensor *x = LEAF(ctx, 720 + u, lo, hi, 37, 1001);
+        snprintf(what, sizeof what, "unary op %d [37, 1001]", u);
+        run_both(ctx, what, f_ew_un, 1, &x, &op, 1e-6, 1e-5, 1e-6, 1e-5);
+        ct_tensor *s = leaf(ctx, 740 + u, lo, hi, 0, NULL);
+        snprintf(what, sizeof what, "unary op %d 0-d", u);
+        run_both(ctx, what, f_ew_un, 1, &s, &op, 1e-6, 1e-5, 1e-6, 1e-5);
+    }
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- matmul forward and backward in float32 (TF32 and bf16 are off by default) -------------------- *
+ * 1e-4 relative (+2e-5 absolute): cuBLAS sums in another order than OpenBLAS; TF32 (about 1e-3
+ * relative) or bf16 (about 1e-2) products would fail it. */
+typedef struct mm_case { bool ta, tb; } mm_case;
+static ct_tensor *f_matmul(ct_tensor **in, void *ud) {
+    const mm_case *c = ud;
+    ct_tensor *a = c->ta ? ct_transpose(in[0], in[0]->ndim - 2, in[0]->ndim - 1) : in[0];
+    ct_tensor *b = c->tb ? ct_transpose(in[1], in[1]->ndim - 2, in[1]->ndim - 1) : in[1];
+    return ct_matmul(a, b);
+}
+
+START_TEST(test_cuda_matmul_grad) {
+    if (!have_gpu()) return;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ck_assert(!ct_device_tf32(CUDA0));
+    ck_assert(!ct_device_bf16(CUDA0));
+    /* the four transposes, stored shapes chosen so that the product is [7, 5] x [5, 3] */
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            mm_case c = {ta, tb};
+            ct_tensor *in[2] = {ta ? LEAF(ctx, 800, -1, 1, 5, 7) : LEAF(ctx, 801, -1, 1, 7, 5),
+                                tb ? LEAF(ctx, 802, -1, 1, 3, 5) : LEAF(ctx, 803, -1, 1, 5, 3)};
+            char what[64];
+            snprintf(what, sizeof what, "matmul ta %d tb %d", ta, tb);
+            run_both(ctx, what, f_matmul, 2, in, &c, 2e-5, 1e-4, 2e-5, 1e-4);
+        }
+    mm_case plain = {false, false}, bt = {false, true};
+    struct { int64_t a[4], b[4]; int na, nb; const mm_case *c; const char *what; } cases[] = {
+        {{2, 3, 4, 5}, {5, 6}, 4, 2, &plain, "batched x broadcast weight"},
+        {{3, 1, 4, 5}, {2, 5, 2}, 4, 3, &plain, "batch dims broadcast both ways"},
+        {{4, 5}, {2, 3, 5, 6}, 2, 4, &plain, "2-d x batched"},
+        {{6, 20, 33}, {40, 33}, 3, 2, &bt, "linear layer (x W^T)"},
+        {{1, 129}, {129, 33}, 2, 2, &plain, "batch 1 row"},
+        {{65, 129}, {129, 33}, 2, 2, &plain, "odd sizes"},
+        {{4, 0}, {0, 3}, 2, 2, &plain, "k = 0"},
+        {{0, 5}, {5, 3}, 2, 2, &plain, "m = 0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ct_tensor *in[2] = {leaf(ctx, 810 + 2 * i, -1, 1, cases[i].na, cases[i].a),
+                            leaf(ctx, 811 + 2 * i, -1, 1, cases[i].nb, cases[i].b)};
+        run_both(ctx, cases[i].what, f_matmul, 2, in, (void *)cases[i].c, 2e-5, 1e-4, 2e-5, 1e-4);
+    }
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- views, joining and splitting: copies, so exact (sums of broadcast gradients: 1e-6) ---------- */
+static ct_tensor *f_view_chain(ct_tensor **in, void *ud) {
+    (void)ud;    /* [4, 6, 5] -> permute [5, 4, 6] -> narrow [5, 4, 4] -> select [4, 4] -> [3, 4, 4] */
+    ct_tensor *y = ct_narrow(ct_permute(in[0], 2, 0, 1), 2, 1, 4);
+    y = ct_unsqueeze(ct_select(y, 0, 2), 0);
+    return ct_contiguous(ct_expand(y, 3, 4, 4));
+}
+static ct_tensor *f_reshape_t(ct_tensor **in, void *ud) {
+    (void)ud;    /* a reshape of a transposed (non-contiguous) tensor copies; squeeze, clone */
+    ct_tensor *y = ct_reshape(ct_transpose(in[0], 0, 2), 5, 1, 24);
+    return ct_clone(ct_squeeze(y, 1));
+}
+static ct_tensor *f_concat(ct_tensor **in, void *ud) {
+    (void)ud;    /* [4, 3], [5, 4]^T, [4, 9] narrowed to [4, 6] -> [4, 14] */
+    ct_tensor *ts[3] = {in[0], ct_transpose(in[1], 0, 1), ct_narrow(in[2], 1, 2, 6)};
+    return ct_concat(3, ts, -1);
+}
+static ct_tensor *f_concat_empty(ct_tensor **in, void *ud) {
+    (void)ud;    /* [4, 3] and [0, 3] along dim 0 */
+    ct_tensor *ts[2] = {in[1], in[0]};
+    return ct_concat(2, ts, 0);
+}
+static ct_tensor *f_stack(ct_tensor **in, void *ud) {
+    (void)ud;    /* [4, 3] and [3, 4]^T -> [4, 3, 2] */
+    ct_tensor *ts[2] = {in[0], ct_transpose(in[1], 0, 1)};
+    return ct_stack(2, ts, -1);
+}
+static ct_tensor *f_split(ct_tensor **in, void *ud) {
+    (void)ud;    /* [10, 7] in pieces of 3 rows (3, 3, 3, 1), reversed, scaled 1..4 */
+    ct_tensor *p[8];
+    int n = ct_split(in[0], 3, 0, p, 8);
+    ck_assert_int_eq(n, 4);
+    ct_tensor *r[4];
+    for (int i = 0; i < 4; i++) r[i] = ct_mul_scalar(p[3 - i], (float)(i + 1));
+    return ct_concat(4, r, 0);
+}
+static ct_tensor *f_chunk(ct_tensor **in, void *ud) {
+    (void)ud;    /* [6, 11] in 3 chunks along dim 1 (4, 4, 3), reordered */
+    ct_tensor *p[3];
+    ck_assert_int_eq(ct_chunk(in[0], 3, 1, p), 3);
+    ct_tensor *r[3] = {p[2], p[0], ct_mul_scalar(p[1], -2.0f)};
+    return ct_concat(3, r, 1);
+}
+
+START_TEST(test_cuda_views_join) {
+    if (!have_gpu()) return;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_tensor *x = LEAF(ctx, 900, -1, 1, 4, 6, 5);
+    run_both(ctx, "permute/narrow/select/unsqueeze/expand", f_view_chain, 1, &x, NULL, 0, 0, 1e-6, 1e-6);
+    ct_tensor *x2 = LEAF(ctx, 901, -1, 1, 4, 6, 5);
+    run_both(ctx, "reshape of a transposed tensor, squeeze, clone", f_reshape_t, 1, &x2, NULL, 0, 0, 0, 0);
+    ct_tensor *cin[3] = {LEAF(ctx, 902, -1, 1, 4, 3), LEAF(ctx, 903, -1, 1, 5, 4), LEAF(ctx, 904, -1, 1, 4, 9)};
+    run_both(ctx, "concat", f_concat, 3, cin, NULL, 0, 0, 0, 0);
+    ct_tensor *ein[2] = {LEAF(ctx, 905, -1, 1, 0, 3), LEAF(ctx, 906, -1, 1, 4, 3)};
+    run_both(ctx, "concat with an empty tensor", f_concat_empty, 2, ein, NULL, 0, 0, 0, 0);
+    ct_tensor *sin[2] = {LEAF(ctx, 907, -1, 1, 4, 3), LEAF(ctx, 908, -1, 1, 3, 4)};
+    run_both(ctx, "stack", f_stack, 2, sin, NULL, 0, 0, 0, 0);
+    ct_tensor *sp = LEAF(ctx, 909, -1, 1, 10, 7);
+    run_both(ctx, "split", f_split, 1, &sp, NULL, 0, 0, 0, 0);
+    ct_tensor *ch = LEAF(ctx, 910, -1, 1, 6, 11);
+    run_both(ctx, "chunk", f_chunk, 1, &ch, NULL, 0, 0, 0, 0);
+    /* int64 through concat and a strided copy */
+    ct_tensor *ia = RAND_IDX(ctx, 911, 1000, 3, 4), *ib = RAND_IDX(ctx, 912, 1000, 4, 2);
+    ct_tensor *ic[2] = {ia, ct_transpose(ib, 0, 1)};                 /* [3, 4] and [2, 4] */
+    ct_tensor *ig[2] = {ct_to(ia, CUDA0), ct_transpose(ct_to(ib, CUDA0), 0, 1)};
+    expect_close(ctx, "concat (int64)", ct_concat(2, ic, 0), ct_concat(2, ig, 0), 0, 0);
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- reductions: gradients of sum and mean, argmax, max with keepdim, 1-D cross-entropy --------- */
+typedef struct red_case { int n; int dims[2]; bool keep, mean, transpose; } red_case;
+static ct_tensor *f_reduce(ct_tensor **in, void *ud) {
+    const red_case *c = ud;
+    ct_tensor *a = c->transpose ? ct_transpose(in[0], 0, 2) : in[0];
+    return c->mean ? ct_mean_at(CT_SRC, a, c->n, c->dims, c->keep)
+                   : ct_sum_at(CT_SRC, a, c->n, c->dims, c->keep);
+}
+static ct_tensor *f_max_keep(ct_tensor **in, void *ud) { return ct_max(in[0], *(int *)ud, true, NULL); }
+static ct_tensor *f_argmax(ct_tensor **in, void *ud) { return ct_argmax(in[0], *(int *)ud, false); }
+static ct_tensor *f_argmax_keep(ct_tensor **in, void *ud) { return ct_argmax(in[0], *(int *)ud, true); }
+
+START_TEST(test_cuda_reduce_grads) {
+    if (!have_gpu()) return;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    const red_case cases[] = {
+        {1, {0, 0}, false, false, false}, {1, {1, 0}, true, false, false}, {1, {2, 0}, false, true, false},
+        {2, {0, 2}, true, false, false}, {2, {0, 1}, false, true, false}, {0, {0, 0}, false, false, false},
+        {0, {0, 0}, false, true, false}, {1, {-1, 0}, false, false, true}, {2, {0, 1}, true, true, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ct_tensor *x = LEAF(ctx, 950 + i, -1, 1, 6, 53, 7);
+        char what[64];
+        snprintf(what, sizeof what, "reduction case %zu", i);
+        run_both(ctx, what, f_reduce, 1, &x, (void *)&cases[i], 1e-5, 1e-5, 1e-6, 1e-6);
+    }
+    /* empty: a sum over an empty dim is 0, a mean of nothing is NaN (on both) */
+    ct_tensor *e = LEAF(ctx, 970, -1, 1, 0, 4);
+    run_both(ctx, "sum over an empty dim", f_reduce, 1, &e, (void *)&cases[0], 0, 0, 0, 0);
+    ct_tensor *e2 = LEAF(ctx, 971, -1, 1, 0, 4);
+    ct_tensor *e2c = ct_mean(e2, 0, false), *e2g = ct_mean(ct_to(e2, CUDA0), 0, false);
+    expect_close(ctx, "mean over an empty dim (NaN)", e2c, e2g, 0, 0);
+    /* max with keepdim (gradient to the first maximum), argmax (int64), batch 1 and odd sizes */
+    int d1 = 1, d0 = 0;
+    ct_tensor *m = LEAF(ctx, 972, -1, 1, 1, 333);
+    ct_data_f32(m)[100] = ct_data_f32(m)[200] = 3.0f;
+    run_both(ctx, "max keepdim, batch 1", f_max_keep, 1, &m, &d1, 0, 0, 0, 0);
+    ct_tensor *am = LEAF(ctx, 973, -1, 1, 37, 259);
+    run_both(ctx, "argmax dim 1", f_argmax, 1, &am, &d1, 0, 0, 0, 0);
+    run_both(ctx, "argmax dim 0 keepdim", f_argmax_keep, 1, &am, &d0, 0, 0, 0, 0);
+    /* cross-entropy of one row: logits [C], a 0-d target */
+    int64_t ignore = -100;
+    ct_tensor *l1 = LEAF(ctx, 974, -4, 4, 300);
+    ct_tensor *in[2] = {l1, ct_from_i64(ctx, (const int64_t[]){123}, 0, NULL)};
+    run_both(ctx, "cross_entropy of one row", f_ce, 2, in, &ignore, 1e-6, 1e-5, 1e-7, 1e-4);
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- the Embedding layer with a padding row, on a clone of the module on cuda:0 ---------------- */
+START_TEST(test_cuda_embedding_padding_clone) {
+    if (!have_gpu()) return;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_rng rng;
+    ct_rng_seed(&rng, 990);
+    ct_module *mc = ct_embedding_module_new_ex(ctx, &rng, 20, 6, 3);
+    ck_assert_ptr_nonnull(mc);
+    ct_module *mg = ct_module_clone(mc, CUDA0);          /* a deep copy on the device */
+    ck_assert_msg(mg != NULL, "module_clone(cuda:0): %s", ct_ctx_error(ctx));
+    ct_tensor *wc = ct_module_param(mc, "weight"), *wg = ct_module_param(mg, "weight");
+    ck_assert_int_eq(ct_tensor_device(wg).type, CT_CUDA);
+    ck_assert(ct_requires_grad(wg));
+    expect_close(ctx, "cloned weight", wc, wg, 0, 0);
+    ct_tensor *ix = RAND_IDX(ctx, 991, 20, 5, 7);
+    for (int i = 0; i < 35; i += 4) ct_data_i64(ix)[i] = 3;  /* the padding row, often */
+    ct_tensor *yc = ct_embedding_module_forward(mc, ix);
+    ct_tensor *yg = ct_embedding_module_forward(mg, ct_to(ix, CUDA0));
+    expect_close(ctx, "embedding layer (value)", yc, yg, 0, 0);
+    ct_tensor *w = tu_rand(ctx, 992, -1, 1, CT_SHAPE(5, 7, 6));
+    ck_assert_int_eq(ct_backward(ct_sum_all(ct_mul(yc, w))), CT_OK);
+    ck_assert_msg(ct_backward(ct_sum_all(ct_mul(yg, ct_to(w, CUDA0)))) == CT_OK, "%s", ct_ctx_error(ctx));
+    expect_close(ctx, "embedding layer (weight gradient)", ct_grad(wc), ct_grad(wg), 0, 0);
+    double *g = host_values(ct_grad(wg));
+    for (int j = 0; j < 6; j++) ck_assert_msg(g[3 * 6 + j] == 0.0, "the padding row got a gradient");
+    free(g);
+    ct_module_free(mg);
+    ct_module_free(mc);
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- clipping and optimizers over a large flat block (the multi-block reductions) -------------- *
+ * 2,100,003 parameters: sum_squares runs its full grid (1024 blocks, several elements each) and
+ * the update kernels thousands of blocks. Norms within 1e-12 relative (double sums in another
+ * order); the clipped gradients within 1e-6 relative; Adam's update as in test_cuda_optimizers. */
+static ct_module *big_model(ct_ctx *ctx, int64_t n) {
+    ct_module *root = ct_module_new(ctx, "Big", 0);
+    ck_assert_ptr_nonnull(root);
+    ct_tensor *p = ct_module_add_param(root, "w", 1, &n);
+    ct_tensor *q = ct_module_add_param(root, "v", CT_SHAPE(3, 37));
+    ck_assert(p && q);
+    for (int64_t i = 0; i < n; i++) ct_data_f32(p)[i] = 0.001f * (float)(i % 1999) - 0.9f;
+    for (int i = 0; i < 111; i++) ct_data_f32(q)[i] = 0.01f * (float)i;
+    return root;
+}
+/* the gradient of sum(w * cw) + sum(v * cv) is (cw, cv) */
+static void big_backward(ct_ctx *ctx, ct_module *m, int64_t n, bool cuda, float scale, bool poison) {
+    ct_tensor *cw = tu_rand(ctx, 1000, -scale, scale, 1, &n);
+    ct_tensor *cv = tu_rand(ctx, 1001, -scale, scale, CT_SHAPE(3, 37));
+    if (poison) ct_data_f32(cw)[n - 2] = NAN;
+    if (cuda) {
+        cw = ct_to(cw, CUDA0);
+        cv = ct_to(cv, CUDA0);
+    }
+    ct_tensor *l = ct_add(ct_sum_all(ct_mul(ct_module_param(m, "w"), cw)),
+                          ct_sum_all(ct_mul(ct_module_param(m, "v"), cv)));
+    ck_assert_msg(l != NULL, "%s", ct_ctx_error(ctx));
+    ck_assert_int_eq(ct_backward(l), CT_OK);
+}
+
+START_TEST(test_cuda_clip_and_step_large) {
+    if (!have_gpu()) return;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    const int64_t n = 2100003;
+    ct_module *mc = big_model(ctx, n), *mg = big_model(ctx, n);
+    ck_assert_int_eq(ct_module_to(mg, CUDA0), CT_OK);
+    ct_optim *oc = ct_adam_new(mc, ct_adam_defaults(1e-3)), *og = ct_adam_new(mg, ct_adam_defaults(1e-3));
+    ck_assert_msg(oc && og, "%s", ct_ctx_error(ctx));
+    for (int step = 0; step < 2; step++) {
+        ct_scope_begin(ctx);
+        ct_optim_zero_grad(oc);
+        ct_optim_zero_grad(og);
+        big_backward(ctx, mc, n, false, 1.0f, false);
+        big_backward(ctx, mg, n, true, 1.0f, false);
+        double nc = 0, ng = 0;
+        ck_assert_int_eq(ct_clip_grad_norm(mc, 100.0f, &nc), CT_OK);
+        ck_assert_msg(ct_clip_grad_norm(mg, 100.0f, &ng) == CT_OK, "%s", ct_ctx_error(ctx));
+        ck_assert_msg(fabs(nc - ng) <= 1e-12 * nc, "norms %.17g (cpu) and %.17g (cuda)", nc, ng);
+        ck_assert(nc > 100.0);                  /* clipped */
+        expect_close(ctx, "clipped gradient (large)", ct_grad(ct_module_param(mc, "w")),
+                     ct_grad(ct_module_param(mg, "w")), 0, 1e-6);
+        ck_assert_int_eq(ct_optim_step(oc), CT_OK);
+        ck_assert_msg(ct_optim_step(og) == CT_OK, "%s", ct_ctx_error(ctx));
+        expect_close(ctx, "adam step (large) w", ct_module_param(mc, "w"), ct_module_param(mg, "w"), 1e-7, 1e-6);
+        expect_close(ctx, "adam step (large) v", ct_module_param(mc, "v"), ct_module_param(mg, "v"), 1e-7, 1e-6);
+        ct_scope_end(ctx);
+    }
+    /* clip_grad_value: a clamp of the flat gradient block, exact */
+    ct_scope_begin(ctx);
+    ct_optim_zero_grad(oc);
+    ct_optim_zero_grad(og);
+    big_backward(ctx, mc, n, false, 2.0f, false);
+    big_backward(ctx, mg, n, true, 2.0f, false);
+    ck_assert_int_eq(ct_clip_grad_value(mc, 0.5f), CT_OK);
+    ck_assert_msg(ct_clip_grad_value(mg, 0.5f) == CT_OK, "%s", ct_ctx_error(ctx));
+    expect_close(ctx, "clip_grad_value w", ct_grad(ct_module_param(mc, "w")), ct_grad(ct_module_param(mg, "w")), 0, 0);
+    expect_close(ctx, "clip_grad_value v", ct_grad(ct_module_param(mc, "v")), ct_grad(ct_module_param(mg, "v")), 0, 0);
+    ct_scope_end(ctx);
+    /* a NaN gradient: CT_E_STATE, the norm is NaN, the gradients are left alone */
+    ct_scope_begin(ctx);
+    ct_optim_zero_grad(og);
+    big_backward(ctx, mg, n, true, 1.0f, true);
+    double before[2], after[2];
+    const int64_t at[2] = {0, n - 1};
+    for (int i = 0; i < 2; i++) before[i] = ct_get(ct_grad(ct_module_param(mg, "w")), &at[i]);
+    double ng = 0;
+    ck_assert_int_eq(ct_clip_grad_norm(mg, 1.0f, &ng), CT_E_STATE);
+    ck_assert(isnan(ng));
+    ck_assert_msg(strstr(errs.last.msg, "nan") != NULL, "%s", errs.last.msg);
+    for (int i = 0; i < 2; i++) after[i] = ct_get(ct_grad(ct_module_param(mg, "w")), &at[i]);
+    ck_assert(before[0] == after[0] && before[1] == after[1]);
+    ct_ctx_clear_error(ctx);
+    ct_scope_end(ctx);
+    ct_optim_free(oc);
+    ct_optim_free(og);
+    ct_module_free(mc);
+    ct_module_free(mg);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
+/* ---- the nn and index kernels at sizes past one block ----------------------------------------------- *
+ * Rows of 5000 (softmax, log_softmax, max, a cross-entropy of 5000 classes), long columns,
+ * an embedding of 1000 x 300 with 5000 indices, index_select and gather with hundreds of
+ * repeated indices, layer_norm over 1500 features, dropout, masked_fill and where over about
+ * 100000 elements: the tolerances of the smaller cases above. */
+static ct_tensor *f_where_bc(ct_tensor **in, void *ud) {
+    (void)ud;    /* cond [257, 1], a [1, 389], b [257, 389] */
+    return ct_where(in[2], in[0], in[1]);
+}
+
+START_TEST(test_cuda_nn_index_large) {
+    if (!have_gpu()) return;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    int one = 1, zero = 0;
+    ct_tensor *s1 = LEAF(ctx, 1100, -8, 8, 3, 5000);
+    run_both(ctx, "softmax (rows of 5000)", f_softmax, 1, &s1, &one, 1e-6, 1e-5, 1e-6, 1e-4);
+    ct_tensor *s2 = LEAF(ctx, 1101, -8, 8, 3, 5000);
+    run_both(ctx, "log_softmax (rows of 5000)", f_log_softmax, 1, &s2, &one, 1e-5, 1e-5, 1e-6, 1e-4);
+    ct_tensor *s3 = LEAF(ctx, 1102, -8, 8, 2, 3000, 3);
+    run_both(ctx, "softmax (columns of 3000)", f_softmax, 1, &s3, &one, 1e-6, 1e-5, 1e-6, 1e-4);
+    ct_tensor *m1 = LEAF(ctx, 1103, -1, 1, 4, 5000);
+    run_both(ctx, "max (rows of 5000)", f_max, 1, &m1, &one, 0, 0, 0, 0);
+    ct_tensor *m2 = LEAF(ctx, 1104, -1, 1, 5000, 3);
+    run_both(ctx, "max (columns of 5000)", f_max, 1, &m2, &zero, 0, 0, 0, 0);
+    int64_t ignore = -100;
+    ct_tensor *ce[2] = {LEAF(ctx, 1105, -6, 6, 2, 5000), i64(ctx, (const int64_t[]){4999, 17}, CT_SHAPE(2))};
+    run_both(ctx, "cross_entropy (5000 classes)", f_ce, 2, ce, &ignore, 1e-6, 1e-5, 1e-7, 1e-4);
+    ct_tensor *emb[2] = {LEAF(ctx, 1106, -1, 1, 1000, 300), RAND_IDX(ctx, 1107, 1000, 25, 200)};
+    run_both(ctx, "embedding 1000 x 300, 5000 indices", f_embedding, 2, emb, NULL, 0, 0, 0, 0);
+    ct_tensor *is0[2] = {LEAF(ctx, 1108, -1, 1, 300, 257), RAND_IDX(ctx, 1109, 300, 1000)};
+    run_both(ctx, "index_select dim 0 (1000 of 300)", f_index_select, 2, is0, &zero, 0, 0, 0, 0);
+    ct_tensor *is1[2] = {LEAF(ctx, 1110, -1, 1, 300, 257), RAND_IDX(ctx, 1111, 257, 700)};
+    run_both(ctx, "index_select dim 1 (700 of 257)", f_index_select, 2, is1, &one, 0, 0, 0, 0);
+    ct_tensor *ga[2] = {LEAF(ctx, 1112, -1, 1, 5, 1000, 3), RAND_IDX(ctx, 1113, 1000, 5, 777, 3)};
+    run_both(ctx, "gather dim 1 (777 of 1000)", f_gather, 2, ga, &one, 0, 0, 0, 0);
+    ln_case full = {true, true};
+    int64_t D = 1500;
+    ct_tensor *ln[3] = {LEAF(ctx, 1114, -3, 5, 7, 1500), leaf(ctx, 1115, 0.5f, 1.5f, 1, &D),
+                        leaf(ctx, 1116, -1, 1, 1, &D)};
+    run_both(ctx, "layer_norm 7 x 1500", f_layer_norm, 3, ln, &full, 1e-5, 1e-5, 1e-5, 1e-4);
+    ct_tensor *dx = LEAF(ctx, 1117, -1, 1, 333, 301);
+    uint64_t dseed = 1118;
+    run_both(ctx, "dropout (100233 elements)", f_dropout, 1, &dx, &dseed, 0, 0, 0, 0);
+    ct_tensor *mf[2] = {LEAF(ctx, 1119, -1, 1, 333, 301), RAND_IDX(ctx, 1120, 2, 333, 1)};
+    run_both(ctx, "masked_fill (100233 elements, a [333, 1] mask)", f_masked_fill, 2, mf, NULL, 0, 0, 0, 0);
+    ct_tensor *wh[3] = {LEAF(ctx, 1121, -1, 1, 1, 389), LEAF(ctx, 1122, -1, 1, 257, 389),
+                        RAND_IDX(ctx, 1123, 2, 257, 1)};
+    run_both(ctx, "where (broadcast, 99973 elements)", f_where_bc, 3, wh, NULL, 0, 0, 0, 0);
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_ctx_free(ctx);
+}
+END_TEST
+
 Suite *cuda_kernels_suite(void) {
     Suite *s = suite_create("cuda_kernels");
     TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_cuda_build_flags);
     tcase_add_test(tc, test_index_check_errors);
     tcase_add_test(tc, test_cuda_softmax);
@@ -681,6 +1130,13 @@ Suite *cuda_kernels_suite(void) {
     tcase_add_test(tc, test_cuda_optimizers);
     tcase_add_test(tc, test_cuda_clip_grad_norm);
     tcase_add_test(tc, test_cuda_deterministic);
+    tcase_add_test(tc, test_cuda_elementwise_grads);
+    tcase_add_test(tc, test_cuda_matmul_grad);
+    tcase_add_test(tc, test_cuda_views_join);
+    tcase_add_test(tc, test_cuda_reduce_grads);
+    tcase_add_test(tc, test_cuda_embedding_padding_clone);
+    tcase_add_test(tc, test_cuda_clip_and_step_large);
+    tcase_add_test(tc, test_cuda_nn_index_large);
     suite_add_tcase(s, tc);
     return s;
 }

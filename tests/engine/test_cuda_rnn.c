@@ -4,7 +4,10 @@
  * (fused embedding) path both ways (table projection when V < T*B, embedding otherwise):
  * outputs, final states and every gradient on cuda:0 within 1e-4 relative of the CPU's; and
  * stepwise sampling (the step with its output layer, at batch 1 and at a batch that takes the
- * GEMM path) giving the CPU stepper's logits for 20 steps.
+ * GEMM path) giving the CPU stepper's logits for 20 steps; batch 1, T = 1 and H > 256 layers;
+ * recomputation in backward and dropout between layers (training mode); the cells (LSTMCell,
+ * GRUCell, RNNCell: ordinary ops); and five training steps of a token LSTM / GRU language
+ * model (LayerNorm, Linear, cross-entropy, AdamW / SGD, clipping) giving the CPU's losses.
  *
  * Without a usable CUDA device (always in builds without CUDA=1) the device tests return at
  * once; the suite prints "cuda: skipped — <why>" once. What runs everywhere: the device count
@@ -106,7 +109,8 @@ static void assert_close(const char *what, const ct_tensor *gpu, const ct_tensor
     float *a = host_copy(gpu), *b = host_copy(cpu);
     for (int64_t i = 0; i < ct_numel(cpu); i++) {
         double d = fabs((double)a[i] - (double)b[i]);
-        ck_assert_msg(d <= 1e-5 + 1e-4 * fabs((double)b[i]),
+        if (!(d <= 1e-5 + 1e-4 * fabs((double)b[i])))   /* (a Check assertion costs a pipe write) */
+            ck_assert_msg(d <= 1e-5 + 1e-4 * fabs((double)b[i]),
                       "%s[%lld]: cuda %.8g, cpu %.8g", what, (long long)i, (double)a[i],
                       (double)b[i]);
     }
@@ -143,6 +147,12 @@ static const gcase gcases[] = {
     {CT_GRU, 2, 6, 8, 7, 4, false, true, true, true, 9},
     {CT_RNN_RELU, 1, 6, 8, 7, 4, true, false, true, false, 5},
     {CT_LSTM, 1, 6, 8, 3, 2, false, false, true, false, 40},    /* tokens: embedding (V >= T*B) */
+    {CT_LSTM, 2, 5, 8, 6, 1, true, false, true, false, 0},      /* batch 1 */
+    {CT_GRU, 1, 3, 8, 1, 1, true, false, true, false, 0},       /* T = 1, batch 1 */
+    {CT_RNN_TANH, 1, 5, 8, 5, 1, false, true, true, true, 0},   /* batch 1, lengths, batch-major */
+    {CT_LSTM, 1, 20, 300, 4, 3, true, true, true, false, 0},    /* H > 256 */
+    {CT_GRU, 2, 20, 257, 4, 13, true, true, false, false, 0},   /* H = 257, B = 13, no bias */
+    {CT_LSTM, 1, 6, 8, 5, 1, true, false, true, false, 3},      /* tokens at batch 1 (table) */
 };
 
 static ct_status run_layer(const gcase *c, ct_module *m, ct_tensor *x, ct_tensor *tok,
@@ -377,7 +387,8 @@ static double assert_near(const char *what, const ct_tensor *gpu, const ct_tenso
     for (int64_t i = 0; i < ct_numel(cpu); i++) {
         double d = fabs((double)a[i] - (double)b[i]);
         worst = fmax(worst, d);
-        ck_assert_msg(d <= rel * scale + rel * fabs((double)b[i]) + 1e-6,
+        if (!(d <= rel * scale + rel * fabs((double)b[i]) + 1e-6))
+            ck_assert_msg(d <= rel * scale + rel * fabs((double)b[i]) + 1e-6,
                       "%s[%lld]: bf16 %.8g, float32 %.8g (max |x| %.4g, allowed %.2g of it)", what,
                       (long long)i, (double)a[i], (double)b[i], scale, rel);
     }
@@ -631,6 +642,352 @@ START_TEST(test_bf16_adam_training) {
 }
 END_TEST
 
+/* ---- recomputation and dropout between layers, in training mode ------------------------------- */
+/* A 3-layer LSTM / GRU / tanh RNN with dropout 0.3 between layers (the masks come from the host
+ * generator, the same seed on both devices), every layer recomputing its forward in backward
+ * (_i < 3) or none (_i >= 3), mixed lengths: outputs, final states and every gradient within
+ * 1e-5 + 1e-4 relative of the CPU's. */
+/* "case <i> <what>", for the messages of the cases below */
+static const char *case_what(char *buf, size_t n, int i, const char *what) {
+    snprintf(buf, n, "case %d %s", i, what);
+    return buf;
+}
+
+static void recompute_dropout_case(int _i) {
+    char w[128];
+    static const ct_rnn_mode modes[] = {CT_LSTM, CT_GRU, CT_RNN_TANH};
+    const ct_rnn_mode mode = modes[_i % 3];
+    const int recompute = _i < 3 ? 3 : 0;
+    const bool lstm = mode == CT_LSTM;
+    const int64_t T = 6, B = 5, I = 7, H = 19, L = 3;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_rng w1, w2, d1, d2;
+    ct_rng_seed(&w1, 700 + (uint64_t)_i);
+    ct_rng_seed(&w2, 700 + (uint64_t)_i);
+    ct_rng_seed(&d1, 710);
+    ct_rng_seed(&d2, 710);
+    const ct_rnn_config cfg = {mode, I, H, (int)L, true, false, 0.3f};
+    ct_module *mc = ct_rnn_new(ctx, &w1, &cfg), *mg = ct_rnn_new(ctx, &w2, &cfg);
+    ck_assert(mc && mg);
+    ck_assert_int_eq(ct_rnn_set_recompute(mc, recompute), CT_OK);
+    ck_assert_int_eq(ct_rnn_set_recompute(mg, recompute), CT_OK);
+    ck_assert_int_eq(ct_module_to(mg, CUDA0), CT_OK);
+    ck_assert_int_eq(ct_rnn_recompute_layers(mg), recompute);
+    ct_module_train(mc, true);
+    ct_module_train(mg, true);
+    const int64_t lv[5] = {6, 1, 4, 6, 3};
+    ct_tensor *len = ct_from_i64(ctx, lv, CT_SHAPE(B));
+    ct_tensor *xc = TU_RAND(ctx, 720, -1, 1, T, B, I), *xg = to_cuda(xc);
+    ct_tensor *h0c = TU_RAND(ctx, 721, -1, 1, L, B, H), *h0g = to_cuda(h0c);
+    ck_assert_int_eq(ct_set_requires_grad(xc, true), CT_OK);
+    ck_assert_int_eq(ct_set_requires_grad(xg, true), CT_OK);
+    ck_assert_int_eq(ct_set_requires_grad(h0c, true), CT_OK);
+    ck_assert_int_eq(ct_set_requires_grad(h0g, true), CT_OK);
+    ct_tensor *oc, *hc, *cc, *og, *hg, *cg;
+    ck_assert_msg(ct_rnn_forward(mc, xc, len, h0c, NULL, &d1, &oc, &hc, &cc) == CT_OK, "cpu: %s",
+                  ct_ctx_error(ctx));
+    ck_assert_msg(ct_rnn_forward(mg, xg, len, h0g, NULL, &d2, &og, &hg, &cg) == CT_OK, "cuda: %s",
+                  ct_ctx_error(ctx));
+    assert_close(case_what(w, sizeof w, _i, "out"), og, oc);
+    assert_close(case_what(w, sizeof w, _i, "h_n"), hg, hc);
+    if (lstm) assert_close(case_what(w, sizeof w, _i, "c_n"), cg, cc);
+    ct_tensor *wo = TU_RAND(ctx, 722, -1, 1, T, B, H), *wh = TU_RAND(ctx, 723, -1, 1, L, B, H);
+    ct_tensor *wc = lstm ? TU_RAND(ctx, 724, -1, 1, L, B, H) : NULL;
+    ck_assert_int_eq(ct_backward(loss_of(oc, hc, cc, wo, wh, wc)), CT_OK);
+    ck_assert_msg(ct_backward(loss_of(og, hg, cg, to_cuda(wo), to_cuda(wh), lstm ? to_cuda(wc) : NULL)) == CT_OK,
+                  "cuda backward: %s", ct_ctx_error(ctx));
+    assert_close(case_what(w, sizeof w, _i, "dx"), ct_grad(xg), ct_grad(xc));
+    assert_close(case_what(w, sizeof w, _i, "dh0"), ct_grad(h0g), ct_grad(h0c));
+    for (int i = 0; i < ct_module_param_count(mc); i++) {
+        char name[96], what[128];
+        ct_tensor *pc = ct_module_param_at(mc, i, name, sizeof name);
+        snprintf(what, sizeof what, "case %d d %s", _i, name);
+        assert_close(what, ct_grad(ct_module_param_at(mg, i, NULL, 0)), ct_grad(pc));
+    }
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_module_free(mc);
+    ct_module_free(mg);
+    ct_ctx_free(ctx);
+}
+
+START_TEST(test_recompute_dropout_match_cpu) {
+    SKIP_WITHOUT_CUDA();
+    for (int i = 0; i < 6; i++) recompute_dropout_case(i);
+}
+END_TEST
+
+/* ---- the cells (engine/rnn_cells.c: ordinary ops) on cuda:0 -------------------------------------- */
+/* LSTMCell, GRUCell, RNNCell (tanh with bias, relu without), three steps from a given state at
+ * batch 5 and from zeros at batch 1: h (and c), and the gradients of x, h0 and every parameter
+ * within 1e-5 + 1e-4 relative of the CPU's. */
+static void cell_steps(ct_module *m, int kind, ct_tensor *const *xs, ct_tensor *h0, ct_tensor *c0,
+                       ct_tensor **h, ct_tensor **c) {
+    ct_tensor *hh = h0, *cc = c0;
+    for (int t = 0; t < 3; t++) {
+        if (kind == 0) {
+            ct_tensor *hn = NULL, *cn = NULL;
+            ck_assert_msg(ct_lstm_cell_forward(m, xs[t], hh, cc, &hn, &cn) == CT_OK, "%s",
+                          ct_ctx_error(m->ctx));
+            hh = hn;
+            cc = cn;
+        } else if (kind == 1) {
+            hh = ct_gru_cell_forward(m, xs[t], hh);
+        } else {
+            hh = ct_rnn_cell_forward(m, xs[t], hh);
+        }
+        ck_assert_msg(hh != NULL, "%s", ct_ctx_error(m->ctx));
+    }
+    *h = hh;
+    *c = cc;
+}
+
+static void cell_case(int _i) {
+    char w[128];
+    const int kind = _i % 4 == 3 ? 2 : _i % 4;          /* 0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu */
+    const bool relu = _i % 4 == 3, state = _i < 4;
+    const int64_t B = state ? 5 : 1, I = 9, H = 33;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_rng r1, r2;
+    ct_rng_seed(&r1, 800 + (uint64_t)_i);
+    ct_rng_seed(&r2, 800 + (uint64_t)_i);
+    ct_module *m[2];
+    for (int d = 0; d < 2; d++) {
+        ct_rng *r = d ? &r2 : &r1;
+        m[d] = kind == 0   ? ct_lstm_cell_new(ctx, r, I, H, true)
+               : kind == 1 ? ct_gru_cell_new(ctx, r, I, H, true)
+                           : ct_rnn_cell_new(ctx, r, I, H, !relu, relu ? CT_RNN_RELU : CT_RNN_TANH);
+        ck_assert_ptr_nonnull(m[d]);
+    }
+    ck_assert_int_eq(ct_module_to(m[1], CUDA0), CT_OK);
+    ct_tensor *xs[2][3], *h0[2] = {NULL, NULL}, *c0[2] = {NULL, NULL};
+    for (int t = 0; t < 3; t++) {
+        xs[0][t] = TU_RAND(ctx, 810 + (uint64_t)t, -1, 1, B, I);
+        xs[1][t] = to_cuda(xs[0][t]);
+        for (int d = 0; d < 2; d++) ck_assert_int_eq(ct_set_requires_grad(xs[d][t], true), CT_OK);
+    }
+    if (state) {
+        h0[0] = TU_RAND(ctx, 820, -1, 1, B, H);
+        h0[1] = to_cuda(h0[0]);
+        c0[0] = TU_RAND(ctx, 821, -1, 1, B, H);
+        c0[1] = to_cuda(c0[0]);
+        for (int d = 0; d < 2; d++) {
+            ck_assert_int_eq(ct_set_requires_grad(h0[d], true), CT_OK);
+            ck_assert_int_eq(ct_set_requires_grad(c0[d], true), CT_OK);
+        }
+    }
+    ct_tensor *h[2], *c[2];
+    for (int d = 0; d < 2; d++) cell_steps(m[d], kind, xs[d], h0[d], kind == 0 ? c0[d] : NULL, &h[d], &c[d]);
+    assert_close(case_what(w, sizeof w, _i, "h"), h[1], h[0]);
+    if (kind == 0) assert_close(case_what(w, sizeof w, _i, "c"), c[1], c[0]);
+    ct_tensor *wh = TU_RAND(ctx, 830, -1, 1, B, H), *wc = TU_RAND(ctx, 831, -1, 1, B, H);
+    for (int d = 0; d < 2; d++) {
+        ct_tensor *l = ct_sum_all(ct_mul(h[d], d ? to_cuda(wh) : wh));
+        if (kind == 0) l = ct_add(l, ct_sum_all(ct_mul(c[d], d ? to_cuda(wc) : wc)));
+        ck_assert_msg(l && ct_backward(l) == CT_OK, "%s", ct_ctx_error(ctx));
+    }
+    for (int t = 0; t < 3; t++) assert_close(case_what(w, sizeof w, _i, "dx"), ct_grad(xs[1][t]), ct_grad(xs[0][t]));
+    if (state) {
+        assert_close(case_what(w, sizeof w, _i, "dh0"), ct_grad(h0[1]), ct_grad(h0[0]));
+        if (kind == 0) assert_close(case_what(w, sizeof w, _i, "dc0"), ct_grad(c0[1]), ct_grad(c0[0]));
+    }
+    for (int i = 0; i < ct_module_param_count(m[0]); i++) {
+        char name[96], what[128];
+        ct_tensor *pc = ct_module_param_at(m[0], i, name, sizeof name);
+        snprintf(what, sizeof what, "case %d d %s", _i, name);
+        assert_close(what, ct_grad(ct_module_param_at(m[1], i, NULL, 0)), ct_grad(pc));
+    }
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_module_free(m[0]);
+    ct_module_free(m[1]);
+    ct_ctx_free(ctx);
+}
+
+START_TEST(test_cells_match_cpu) {
+    SKIP_WITHOUT_CUDA();
+    for (int i = 0; i < 8; i++) cell_case(i);
+}
+END_TEST
+
+/* ---- a few training steps of a language model: the CPU's losses on cuda:0 ---------------------- */
+/* Embedding table -> 2-layer LSTM (or GRU) fed through the token path, with lengths -> LayerNorm
+ * -> Linear -> cross-entropy (padding targets ignored); AdamW (LSTM) or SGD with momentum (GRU),
+ * gradients clipped by norm. Five steps: each loss within 1e-5 + 1e-4 relative of the CPU's,
+ * and the parameters after them within 5e-4 + 1e-3 relative (Adam normalises its steps). */
+typedef struct lm_net { ct_module *root, *rnn, *ln, *out; ct_tensor *emb; ct_optim *opt; } lm_net;
+
+static void lm_net_new(ct_ctx *ctx, lm_net *n, ct_rnn_mode mode, int64_t V, int64_t E, int64_t H,
+                       ct_device dev) {
+    ct_rng rng;
+    ct_rng_seed(&rng, 900);
+    n->root = ct_module_new(ctx, "LM", 0);
+    ct_module *emb = ct_embedding_module_new(ctx, &rng, V, E);
+    const ct_rnn_config cfg = {mode, E, H, 2, true, false, 0.0f};
+    n->rnn = ct_rnn_new(ctx, &rng, &cfg);
+    n->ln = ct_layernorm_new(ctx, H, 1e-5f, true);
+    n->out = ct_linear_new(ctx, &rng, H, V, true);
+    ck_assert(n->root && emb && n->rnn && n->ln && n->out);
+    ck_assert_int_eq(ct_module_add_child(n->root, "embed", emb), CT_OK);
+    ck_assert_int_eq(ct_module_add_child(n->root, "rnn", n->rnn), CT_OK);
+    ck_assert_int_eq(ct_module_add_child(n->root, "ln", n->ln), CT_OK);
+    ck_assert_int_eq(ct_module_add_child(n->root, "out", n->out), CT_OK);
+    if (dev.type == CT_CUDA) ck_assert_int_eq(ct_module_to(n->root, dev), CT_OK);
+    n->emb = ct_module_param(n->root, "embed.weight");
+    ck_assert_ptr_nonnull(n->emb);
+    n->opt = mode == CT_LSTM ? ct_adamw_new(n->root, ct_adamw_defaults(5e-3))
+                             : ct_sgd_new(n->root, (ct_sgd_config){.lr = 0.1, .momentum = 0.9});
+    ck_assert_ptr_nonnull(n->opt);
+}
+
+static double lm_net_step(lm_net *n, ct_tensor *tok, ct_tensor *len, ct_tensor *tgt, int64_t TB,
+                          int64_t H) {
+    ct_ctx *ctx = n->root->ctx;
+    ct_scope_begin(ctx);
+    ct_optim_zero_grad(n->opt);
+    ct_tensor *out = NULL;
+    ck_assert_msg(ct_rnn_forward_embedded(n->rnn, n->emb, tok, len, NULL, NULL, NULL, &out, NULL, NULL) == CT_OK,
+                  "%s", ct_ctx_error(ctx));
+    ct_tensor *z = ct_layernorm_forward(n->ln, ct_reshape(out, TB, H));
+    ct_tensor *logits = ct_linear_forward_at(CT_SRC, n->out, z);
+    ct_tensor *loss = ct_cross_entropy(logits, tgt, -100);
+    ck_assert_msg(loss && ct_backward(loss) == CT_OK, "%s", ct_ctx_error(ctx));
+    double norm = 0;
+    ck_assert_int_eq(ct_clip_grad_norm(n->root, 1.0f, &norm), CT_OK);
+    ck_assert_msg(ct_optim_step(n->opt) == CT_OK, "%s", ct_ctx_error(ctx));
+    const double l = ct_item(loss);
+    ct_scope_end(ctx);
+    return l;
+}
+
+static void lm_training_case(int _i) {
+    const ct_rnn_mode mode = _i ? CT_GRU : CT_LSTM;
+    const int64_t V = 11, E = 6, H = 24, T = 9, B = 7;
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    lm_net nc, ng;
+    lm_net_new(ctx, &nc, mode, V, E, H, CT_DEVICE_CPU);
+    lm_net_new(ctx, &ng, mode, V, E, H, CUDA0);
+    const int64_t lv[7] = {9, 3, 7, 9, 1, 5, 8};
+    int64_t tv[9 * 7], yv[9 * 7];
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t b = 0; b < B; b++) {
+            const bool on = t < lv[b];
+            tv[t * B + b] = on ? (t * 5 + b * 3 + 2) % V : -1;
+            yv[t * B + b] = on ? (t * 5 + b * 3 + 3) % V : -100;
+        }
+    ct_tensor *len = ct_from_i64(ctx, lv, CT_SHAPE(B));
+    ct_tensor *tok = ct_from_i64(ctx, tv, CT_SHAPE(T, B)), *tgt = ct_from_i64(ctx, yv, CT_SHAPE(T * B));
+    ct_tensor *tokg = to_cuda(tok), *tgtg = to_cuda(tgt);
+    for (int step = 0; step < 5; step++) {
+        const double lc = lm_net_step(&nc, tok, len, tgt, T * B, H);
+        const double lg = lm_net_step(&ng, tokg, len, tgtg, T * B, H);
+        printf("cuda_rnn: %s LM step %d: loss cpu %.7f, cuda %.7f\n", mode == CT_LSTM ? "lstm" : "gru",
+               step, lc, lg);
+        ck_assert_msg(isfinite(lg) && fabs(lg - lc) <= 1e-5 + 1e-4 * fabs(lc),
+                      "%s step %d: loss %.9g on cuda, %.9g on the cpu", mode == CT_LSTM ? "lstm" : "gru", step, lg, lc);
+    }
+    fflush(stdout);
+    for (int i = 0; i < ct_module_param_count(nc.root); i++) {
+        char name[96];
+        ct_tensor *pc = ct_module_param_at(nc.root, i, name, sizeof name);
+        float *a = host_copy(pc), *b = host_copy(ct_module_param_at(ng.root, i, NULL, 0));
+        for (int64_t j = 0; j < ct_numel(pc); j++)
+            if (!(fabsf(a[j] - b[j]) <= 5e-4f + 1e-3f * fabsf(a[j])))
+                ck_assert_msg(0, "%s: %s[%lld]: cuda %.8g, cpu %.8g",
+                              mode == CT_LSTM ? "lstm" : "gru", name, (long long)j, (double)b[j], (double)a[j]);
+        free(a);
+        free(b);
+    }
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_optim_free(nc.opt);
+    ct_optim_free(ng.opt);
+    ct_module_free(nc.root);
+    ct_module_free(ng.root);
+    ct_ctx_free(ctx);
+}
+
+START_TEST(test_lm_training_matches_cpu) {
+    SKIP_WITHOUT_CUDA();
+    lm_training_case(0);
+    lm_training_case(1);
+}
+END_TEST
+
+/* ---- stepping variants: one layer, no bias, continuing from a forward pass, reset ---------------- */
+/* For an LSTM, a GRU and a relu RNN of one layer without biases, at batch 1 and 3: the states
+ * start from a 4-step forward pass's h_n (c_n) copied in with ct_inplace_copy, then 6 steps of
+ * ct_rnn_step_f32 from host floats, then a reset and 2 steps of ct_rnn_step: the states (and
+ * the tensor API's h) within 1e-5 + 1e-4 relative of the CPU's after every step. */
+static void step_variant_case(int _i) {
+    static const ct_rnn_mode modes[] = {CT_LSTM, CT_GRU, CT_RNN_RELU};
+    const ct_rnn_mode mode = modes[_i % 3];
+    const int64_t B = _i < 3 ? 1 : 3, I = 6, H = 45, T = 4;
+    const bool lstm = mode == CT_LSTM;
+    char w[128];
+    tu_errors errs = {0};
+    ct_ctx *ctx = tu_ctx(&errs);
+    ct_set_grad_enabled(ctx, false);
+    ct_rng r1, r2;
+    ct_rng_seed(&r1, 1000 + (uint64_t)_i);
+    ct_rng_seed(&r2, 1000 + (uint64_t)_i);
+    const ct_rnn_config cfg = {mode, I, H, 1, false, false, 0.0f};
+    ct_module *m[2] = {ct_rnn_new(ctx, &r1, &cfg), ct_rnn_new(ctx, &r2, &cfg)};
+    ck_assert(m[0] && m[1]);
+    ct_module_train(m[0], false);
+    ct_module_train(m[1], false);
+    ck_assert_int_eq(ct_module_to(m[1], CUDA0), CT_OK);
+    ct_rnn_state *st[2];
+    ct_tensor *seq = TU_RAND(ctx, 1010, -1, 1, T, B, I);
+    for (int d = 0; d < 2; d++) {
+        st[d] = ct_rnn_state_new(m[d], B);
+        ck_assert_msg(st[d] != NULL, "%s", ct_ctx_error(ctx));
+        ct_tensor *out, *hn, *cn;
+        ck_assert_msg(ct_rnn_forward(m[d], d ? to_cuda(seq) : seq, NULL, NULL, NULL, NULL, &out, &hn, &cn) == CT_OK,
+                      "%s", ct_ctx_error(ctx));
+        ck_assert_int_eq(ct_inplace_copy(ct_rnn_state_h(st[d]), hn), CT_OK);
+        if (lstm) ck_assert_int_eq(ct_inplace_copy(ct_rnn_state_c(st[d]), cn), CT_OK);
+    }
+    ck_assert(ct_tensor_device(ct_rnn_state_h(st[1])).type == CT_CUDA);
+    assert_close(case_what(w, sizeof w, _i, "state h from forward"), ct_rnn_state_h(st[1]), ct_rnn_state_h(st[0]));
+    float x[3 * 6];
+    uint64_t seed = 1020 + (uint64_t)_i;
+    for (int step = 0; step < 6; step++) {
+        for (int64_t k = 0; k < B * I; k++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            x[k] = (float)((double)(seed >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
+        }
+        for (int d = 0; d < 2; d++) {
+            const float *oh = NULL;
+            ck_assert_msg(ct_rnn_step_f32(m[d], x, st[d], &oh) == CT_OK, "%s", ct_ctx_error(ctx));
+            ck_assert_ptr_nonnull(oh);
+        }
+        assert_close(case_what(w, sizeof w, _i, "step state h"), ct_rnn_state_h(st[1]), ct_rnn_state_h(st[0]));
+        if (lstm)
+            assert_close(case_what(w, sizeof w, _i, "step state c"), ct_rnn_state_c(st[1]), ct_rnn_state_c(st[0]));
+    }
+    ct_rnn_state_reset(st[0]);
+    ct_rnn_state_reset(st[1]);
+    for (int step = 0; step < 2; step++) {
+        ct_tensor *xt = TU_RAND(ctx, 1030 + (uint64_t)step, -1, 1, B, I), *h[2];
+        ck_assert_int_eq(ct_rnn_step(m[0], xt, st[0], &h[0]), CT_OK);
+        ck_assert_msg(ct_rnn_step(m[1], to_cuda(xt), st[1], &h[1]) == CT_OK, "%s", ct_ctx_error(ctx));
+        assert_close(case_what(w, sizeof w, _i, "step h after a reset"), h[1], h[0]);
+    }
+    ck_assert_msg(errs.count == 0, "%s", errs.last.msg);
+    ct_rnn_state_free(st[0]);
+    ct_rnn_state_free(st[1]);
+    ct_module_free(m[0]);
+    ct_module_free(m[1]);
+    ct_ctx_free(ctx);
+}
+
+START_TEST(test_step_variants_match_cpu) {
+    SKIP_WITHOUT_CUDA();
+    for (int i = 0; i < 6; i++) step_variant_case(i);
+}
+END_TEST
+
 Suite *cuda_rnn_suite(void) {
     Suite *s = suite_create("cuda_rnn");
     TCase *tc = tcase_create("core");
@@ -646,6 +1003,10 @@ Suite *cuda_rnn_suite(void) {
     tcase_add_loop_test(tc, test_bf16_layers, 0, (int)(sizeof bf16_cases / sizeof bf16_cases[0]));
     tcase_add_loop_test(tc, test_bf16_step, 0, 4);
     tcase_add_test(tc, test_bf16_adam_training);
+    tcase_add_test(tc, test_recompute_dropout_match_cpu);
+    tcase_add_test(tc, test_cells_match_cpu);
+    tcase_add_test(tc, test_lm_training_matches_cpu);
+    tcase_add_test(tc, test_step_variants_match_cpu);
     suite_add_tcase(s, tc);
     return s;
 }
