@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audio/fileio.h"
 #include "audio/midi.h"
 
 cm_status cm__read_whole(const char *path, uint32_t limit, const char *limit_name, uint8_t **out, size_t *n_out,
@@ -134,4 +135,20 @@ bool cm__atomic_end(int fd, const char *path, char *tmp, bool ok, char *msg, siz
     }
     free(tmp);
     return ok;
+}
+
+cm_status cm_write_file_atomic(const char *path, const void *data, size_t n, cm_error *err) {
+    if (!path || (!data && n > 0))
+        return cm__fail(err, CM_E_ARG, path ? path : "<null>", -1, -1, "cm_write_file_atomic: NULL %s",
+                        path ? "data" : "path");
+    char *tmp, msg[sizeof err->message];
+    int fd = cm__atomic_begin(path, false, &tmp, msg, sizeof msg);
+    if (fd < 0) return cm__fail(err, fd == -2 ? CM_E_NOMEM : CM_E_IO, path, -1, -1, "%s", msg);
+    size_t done;
+    if (!cm__write_all(fd, data, n, tmp, &done, msg, sizeof msg)) {
+        cm__atomic_end(fd, path, tmp, false, NULL, 0);
+        return cm__fail(err, CM_E_IO, path, (int64_t)done, -1, "%s", msg);
+    }
+    if (!cm__atomic_end(fd, path, tmp, true, msg, sizeof msg)) return cm__fail(err, CM_E_IO, path, -1, -1, "%s", msg);
+    return CM_OK;
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audio/fileio.h"
 #include "audio/midi.h"
 
 typedef struct wbuf {
@@ -183,19 +184,7 @@ cm_status cm_write_file(const cm_file *f, const char *path, const cm_write_opts 
         free(w.p);
         return s;
     }
-    char *tmp, msg[sizeof err->message];
-    int fd = cm__atomic_begin(path, false, &tmp, msg, sizeof msg);
-    if (fd < 0) {
-        free(w.p);
-        return cm__fail(err, fd == -2 ? CM_E_NOMEM : CM_E_IO, path, -1, -1, "%s", msg);
-    }
-    size_t done;
-    bool wrote = cm__write_all(fd, w.p, w.n, tmp, &done, msg, sizeof msg);
+    s = cm_write_file_atomic(path, w.p, w.n, err);
     free(w.p);
-    if (!wrote) {
-        cm__atomic_end(fd, path, tmp, false, NULL, 0);
-        return cm__fail(err, CM_E_IO, path, (int64_t)done, -1, "%s", msg);
-    }
-    if (!cm__atomic_end(fd, path, tmp, true, msg, sizeof msg)) return cm__fail(err, CM_E_IO, path, -1, -1, "%s", msg);
-    return CM_OK;
+    return s;
 }

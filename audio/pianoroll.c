@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audio/fileio.h"
 #include "audio/pianoroll.h"
 
 #define NAME "<pianoroll>"
@@ -426,19 +427,7 @@ cm_status cm_poly_write_file(const cm_poly *p, const char *path, cm_error *err) 
     size_t n;
     cm_status s = cm_poly_write_mem(p, &text, &n, err);
     if (s) return s;
-    char *tmp, msg[sizeof err->message];
-    int fd = cm__atomic_begin(path, false, &tmp, msg, sizeof msg);
-    if (fd < 0) {
-        free(text);
-        return cm__fail(err, fd == -2 ? CM_E_NOMEM : CM_E_IO, path, -1, -1, "%s", msg);
-    }
-    size_t done;
-    bool wrote = cm__write_all(fd, text, n, tmp, &done, msg, sizeof msg);
+    s = cm_write_file_atomic(path, text, n, err);
     free(text);
-    if (!wrote) {
-        cm__atomic_end(fd, path, tmp, false, NULL, 0);
-        return cm__fail(err, CM_E_IO, path, (int64_t)done, -1, "%s", msg);
-    }
-    if (!cm__atomic_end(fd, path, tmp, true, msg, sizeof msg)) return cm__fail(err, CM_E_IO, path, -1, -1, "%s", msg);
-    return CM_OK;
+    return s;
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "audio/fileio.h"
 #include "audio/midi.h"
 #include "fuzz/fuzz_midi_body.h"
 
@@ -1059,6 +1060,37 @@ static int count_tmp_files(const char *stem) {
     return n;
 }
 
+/* cm_write_file_atomic, the writer under cm_write_file and cm_poly_write_file: bytes in place
+ * (an empty file too), argument errors, a missing folder, a folder as the target */
+START_TEST(test_write_file_atomic) {
+    char path[256];
+    tmp_path(path, sizeof path, "raw_atomic", "bin");
+    cm_error err;
+    const char data[] = "abc\0def";
+    ck_assert_int_eq(cm_write_file_atomic(path, data, sizeof data, &err), CM_OK);
+    size_t n;
+    uint8_t *got = tu_slurp(path, &n);
+    ck_assert(got && n == sizeof data && memcmp(got, data, n) == 0);
+    free(got);
+    ck_assert_int_eq(cm_write_file_atomic(path, NULL, 0, &err), CM_OK);   /* empty, over it */
+    got = tu_slurp(path, &n);
+    ck_assert_uint_eq(n, 0);
+    free(got);
+    ck_assert_int_eq(cm_write_file_atomic(NULL, data, 1, &err), CM_E_ARG);
+    assert_has(err.message, "cm_write_file_atomic: NULL path");
+    ck_assert_int_eq(cm_write_file_atomic(path, NULL, 3, &err), CM_E_ARG);
+    assert_has(err.message, "NULL data");
+    ck_assert_int_eq(cm_write_file_atomic("tmp/no/such/dir/x.bin", data, 1, &err), CM_E_IO);
+    assert_has(err.message, "tmp/no/such/dir/x.bin: cannot create the temporary file tmp/no/such/dir/x.bin.tmp-");
+    unlink(path);
+    ck_assert_int_eq(mkdir(path, 0777), 0);
+    ck_assert_int_eq(cm_write_file_atomic(path, data, 1, &err), CM_E_IO);
+    assert_has(err.message, "over it: Is a directory");
+    ck_assert_int_eq(count_tmp_files("raw_atomic"), 0);
+    ck_assert_int_eq(rmdir(path), 0);
+}
+END_TEST
+
 START_TEST(test_atomic_writer) {
     char path[256];
     tmp_path(path, sizeof path, "midi_atomic", "mid");
@@ -1180,6 +1212,7 @@ Suite *midi_suite(void) {
     tcase_add_test(tc, test_note_rules);
     tcase_add_test(tc, test_builder);
     tcase_add_test(tc, test_model_api);
+    tcase_add_test(tc, test_write_file_atomic);
     tcase_add_test(tc, test_atomic_writer);
     tcase_add_test(tc, test_fuzz_regressions);
     suite_add_tcase(s, tc);
