@@ -21,7 +21,8 @@
 # PYTHON (an interpreter with torch; default: the first of python3, /opt/torch/.venv/bin/python3,
 # /usr/bin/python3 that imports torch), JOBS (make -j and suites at a time; default nproc),
 # WORKLOADS (default all five), BIG_BATCH (default 256), SUITES (default: every suite),
-# CK_TIMEOUT (Check's per-test timeout, default 120), GPU_CHECK_KIT_DEPS=1 (take the libraries
+# CK_TIMEOUT (Check's per-test timeout, default 120), CUDA_SUITE_SECONDS (each CUDA suite's budget,
+# default 180; the four run side by side), GPU_CHECK_KIT_DEPS=1 (take the libraries
 # from .bench-kit/debs even where the machine has them: to try that path).
 # Exit status: 0 every step passed, 1 a step failed or no GPU, 2 a usage error.
 set -u -o pipefail
@@ -255,7 +256,30 @@ run_suite() {  # SUITE: one Check suite (CK_RUN_SUITE), from tests/ as `make tes
     return $rc
 }
 if [ -x "$TEST_BIN" ]; then
-    for s in cuda cuda_kernels cuda_rnn data_parallel; do step "tests: suite $s" 90 run_suite "$s"; done
+    # the four side by side (each test forks and starts its own CUDA context and cuBLAS handle,
+    # about a second each: cuda_rnn alone is some 40 of them), each within CUDA_SUITE_SECONDS
+    CS=${CUDA_SUITE_SECONDS:-180}
+    l=$(left); [ "$CS" -gt $(( l - 20 )) ] && CS=$(( l - 20 ))
+    echo "---- tests: suites cuda, cuda_kernels, cuda_rnn, data_parallel side by side (at most ${CS} s each; $(date -u +%H:%M:%S) UTC)"
+    export -f run_suite
+    t0=$(date +%s)
+    pids=()
+    for s in cuda cuda_kernels cuda_rnn data_parallel; do
+        ( timeout -k 5 "$CS" bash -c 'run_suite "$1"' _ "$s" > "$W/suite-$s.txt" 2>&1; echo $? > "$W/suite-$s.rc" ) &
+        pids+=($!)
+    done
+    wait "${pids[@]}"   # (a bare wait would also wait for the log's tee)
+    for s in cuda cuda_kernels cuda_rnn data_parallel; do
+        echo "---- tests: suite $s"
+        cat "$W/suite-$s.txt"
+        rc=$(cat "$W/suite-$s.rc" 2>/dev/null || echo 1)
+        echo "---- tests: suite $s: exit $rc"
+        if [ "$rc" = 0 ]; then SUMMARY+=("ok        tests: suite $s")
+        elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then SUMMARY+=("TIMED OUT tests: suite $s (budget ${CS} s)"); FAILED=1
+        else SUMMARY+=("FAILED    tests: suite $s (exit $rc)"); FAILED=1
+        fi
+    done
+    echo "---- the CUDA suites took $(( $(date +%s) - t0 )) s"
 else
     note "no test runner ($TEST_BIN): the CUDA suites did not run"
 fi
