@@ -20,7 +20,7 @@ OUT=${TOOLS_BUILD:-build/tools}
 WORK=tests/tmp/mido_interop_$$
 mkdir -p "$OUT" "$WORK"
 trap 'rm -rf "$WORK"' EXIT
-$CC -std=c11 -O2 -Wall -Wextra -I. -o "$OUT/midi_interop_write" tests/tools/midi_interop_write.c audio/midi_*.c -lm
+$CC -std=c11 -O2 -Wall -Wextra -I. -o "$OUT/midi_interop_write" tests/tools/midi_interop_write.c audio/midi_*.c audio/fileio.c -lm
 "$OUT/midi_interop_write" "$WORK"
 "$PYTHON" - "$WORK" <<'PY'
 import glob, os, sys

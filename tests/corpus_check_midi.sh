@@ -15,6 +15,6 @@ fi
 CC=${CC:-cc}
 OUT=${TOOLS_BUILD:-build/tools}
 mkdir -p "$OUT"
-$CC -std=c11 -O2 -Wall -Wextra -I. -o "$OUT/midi_corpus_check" tests/tools/midi_corpus_check.c audio/midi_*.c -lm
+$CC -std=c11 -O2 -Wall -Wextra -I. -o "$OUT/midi_corpus_check" tests/tools/midi_corpus_check.c audio/midi_*.c audio/fileio.c -lm
 echo "corpus_check_midi: checking every MIDI file under $DIR"
 "$OUT/midi_corpus_check" "$DIR"

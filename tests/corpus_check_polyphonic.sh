@@ -17,7 +17,7 @@ fi
 CC=${CC:-cc}
 OUT=${TOOLS_BUILD:-build/tools}
 mkdir -p "$OUT"
-$CC -std=c11 -O2 -Wall -Wextra -I. -o "$OUT/poly_check" tests/tools/poly_check.c audio/pianoroll.c audio/midi_*.c -lm
+$CC -std=c11 -O2 -Wall -Wextra -I. -o "$OUT/poly_check" tests/tools/poly_check.c audio/pianoroll.c audio/midi_*.c audio/fileio.c -lm
 FILES=$(find "$DIR" -mindepth 2 -maxdepth 2 -name '*.txt' | sort)
 if [ -z "$FILES" ]; then
     echo "corpus_check_polyphonic: no DATASET/SPLIT.txt files under $DIR (skipped)"
