@@ -130,15 +130,19 @@ ct_device_mem_stats ct_device_mem_stats_of(const ct_ctx *ctx, ct_device dev) {
     return s;
 }
 
-ct_status ct_device_set_tf32(ct_device dev, bool on, char *why, size_t why_n) {
+/* The GEMM math modes of a CUDA device: TF32 (bf16 false) or bf16 inputs (bf16 true). */
+static ct_status set_gemm_mode(ct_device dev, bool bf16, bool on, char *why, size_t why_n) {
     if (why && why_n) why[0] = 0;
     if (dev.type != CT_CUDA) {
-        if (why && why_n) snprintf(why, why_n, "TF32 is a CUDA math mode; the CPU computes in float32");
+        if (why && why_n)
+            snprintf(why, why_n, "%s; the CPU computes in float32",
+                     bf16 ? "bf16 mixed precision is a CUDA mode" : "TF32 is a CUDA math mode");
         return CT_E_ARG;
     }
     if (!ct_device_available(dev, why, why_n)) return CT_E_DEVICE;
 #ifdef CT_HAVE_CUDA
-    ct__cuda_set_tf32(dev.index, on);
+    if (bf16) ct__cuda_set_bf16(dev.index, on);
+    else ct__cuda_set_tf32(dev.index, on);
     return CT_OK;
 #else
     (void)on;
@@ -146,21 +150,12 @@ ct_status ct_device_set_tf32(ct_device dev, bool on, char *why, size_t why_n) {
 #endif
 }
 
+ct_status ct_device_set_tf32(ct_device dev, bool on, char *why, size_t why_n) {
+    return set_gemm_mode(dev, false, on, why, why_n);
+}
+
 ct_status ct_device_set_bf16(ct_device dev, bool on, char *why, size_t why_n) {
-    if (why && why_n) why[0] = 0;
-    if (dev.type != CT_CUDA) {
-        if (why && why_n)
-            snprintf(why, why_n, "bf16 mixed precision is a CUDA mode; the CPU computes in float32");
-        return CT_E_ARG;
-    }
-    if (!ct_device_available(dev, why, why_n)) return CT_E_DEVICE;
-#ifdef CT_HAVE_CUDA
-    ct__cuda_set_bf16(dev.index, on);
-    return CT_OK;
-#else
-    (void)on;
-    return CT_E_DEVICE;   /* not reached: no device is available without CUDA */
-#endif
+    return set_gemm_mode(dev, true, on, why, why_n);
 }
 
 bool ct_device_tf32(ct_device dev) {

@@ -146,9 +146,7 @@ typedef struct linear_impl { int64_t in, out; ct_tensor *weight, *bias; } linear
  * clone's (the parameters are found by their local names). */
 static ct_status repoint(ct_module *dst, ct_tensor **slot, const char *name) {
     if (!*slot) return CT_OK;   /* an optional parameter the source does not have */
-    *slot = NULL;
-    for (int i = 0; i < dst->n_params; i++)
-        if (strcmp(dst->param_names[i], name) == 0) *slot = dst->params[i];
+    *slot = ct_module_param(dst, name);   /* a leaf module: its own parameter names */
     return *slot ? CT_OK : ct_fail(dst->ctx, CT_E_STATE, "module_clone(%s): the copy has no parameter '%s'",
                                    dst->kind, name);
 }

@@ -40,12 +40,13 @@ typedef struct ev {
 
 static double softplus(double z) { return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)); }
 
-/* Scores rows (sorted by length, longest first; every length >= 2). */
 /* t on the model's device (t itself on the CPU); NULL passes through */
 static ct_tensor *on_model(ev *e, ct_tensor *t) {
     const ct_device dev = ct_module_device(e->m);
     return t && dev.type != CT_CPU ? ct_to(t, dev) : t;
 }
+
+/* Scores rows (sorted by length, longest first; every length >= 2). */
 
 static ct_status run_rows(ev *e, ct_data_item *const *rows, int64_t nr) {
     const int64_t T = rows[0]->len - 1, K = CC_ROLL_KEYS, H = e->H, L = e->L;
