@@ -280,8 +280,7 @@ static ct_status reduce_nccl(ct_data_parallel *dp, ct_tensor *const *g, const in
     /* each block weighted on its own device (exactly ct_dist_combine_grads' weights; a weight
      * of 0 writes zeros, even over NaN), on the engine's stream, so NCCL reads it after */
     for (int i = 0; i < dp->n; i++) {
-        const float w = ct_dist_grad_weight(counts[i], total);
-        ct_status st = w == 0.0f ? ct_inplace_fill(g[i], 0.0f) : w != 1.0f ? ct_inplace_scale(g[i], w) : CT_OK;
+        ct_status st = ct__dist_weigh_block(g[i], ct_dist_grad_weight(counts[i], total));
         if (st != CT_OK) return st;
     }
     ncclResult_t r = ncclGroupStart();

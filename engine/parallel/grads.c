@@ -8,6 +8,7 @@
 #include "engine/device.h"
 #include "engine/ops.h"
 #include "engine/parallel/dist_internal.h"
+#include "engine/parallel/parallel_internal.h"
 
 float ct_dist_grad_weight(int64_t count, int64_t global_count) {
     if (count <= 0 || global_count <= 0) return 0.0f;
@@ -63,6 +64,17 @@ static void weigh_host(float *p, int64_t n, float w) {
         for (int64_t i = 0; i < n; i++) p[i] *= w;
 }
 
+ct_status ct__dist_weigh_block(ct_tensor *g, float w) {
+    return w == 0.0f ? ct_inplace_fill(g, 0.0f) : w != 1.0f ? ct_inplace_scale(g, w) : CT_OK;
+}
+
+/* Whether block t goes through host memory: when asked (stage_through_host), or a device block
+ * that several processes reduce without an NCCL communicator. */
+static bool through_host(const ct_dist *d, const ct_tensor *t) {
+    return d->stage_host ||
+           (ct_tensor_device(t).type != CT_CPU && d->mpi && d->size > 1 && !ct__dist_gpu_has_comm(d));
+}
+
 ct_status ct_dist_average_grads(ct_dist *d, ct_module *root, int64_t count, int64_t global_count) {
     if (!d) return CT_E_NULL;
     if (count < 0 || count > global_count)
@@ -76,8 +88,7 @@ ct_status ct_dist_average_grads(ct_dist *d, ct_module *root, int64_t count, int6
     const int64_t n = ct_numel(g);
     const ct_device dev = ct_tensor_device(g);
     const bool multi = d->mpi && d->size > 1;
-    /* a device block without NCCL (or any block, when asked): weighted and reduced on the host */
-    if (d->stage_host || (dev.type != CT_CPU && multi && !ct__dist_gpu_has_comm(d))) {
+    if (through_host(d, g)) {   /* weighted and reduced on the host */
         float *h = to_host(d, g, "average_grads");
         if (!h) return ct_ctx_status(d->ctx);
         weigh_host(h, n, w);
@@ -96,7 +107,7 @@ ct_status ct_dist_average_grads(ct_dist *d, ct_module *root, int64_t count, int6
                                                 "ct_dist_gpu_init gave rank %d cuda:%d: move the model "
                                                 "to the device ct_dist_gpu_init chose",
                            dev.index, d->rank, d->gpu_device);
-        ct_status s = w == 0.0f ? ct_inplace_fill(g, 0.0f) : w != 1.0f ? ct_inplace_scale(g, w) : CT_OK;
+        ct_status s = ct__dist_weigh_block(g, w);
         if (s != CT_OK) return ct_fail(d->ctx, s, "dist: average_grads: %s", ct_ctx_error(g->ctx));
     }
     if (!multi) return CT_OK;
@@ -136,7 +147,7 @@ ct_status ct_dist_broadcast_params(ct_dist *d, ct_module *root) {
     if (!p) return ct_ctx_status(d->ctx);
     const ct_device dev = ct_tensor_device(p);
     const bool multi = d->mpi && d->size > 1;
-    if (d->stage_host || (dev.type != CT_CPU && multi && !ct__dist_gpu_has_comm(d))) {
+    if (through_host(d, p)) {
         float *h = to_host(d, p, "broadcast_params");
         if (!h) return ct_ctx_status(d->ctx);
         ct_status s = ct_dist_broadcast_f32(d, h, ct_numel(p), 0);
@@ -178,8 +189,9 @@ ct_status ct_dist_check_params(ct_dist *d, ct_module *root) {
     if (!p) return ct_ctx_status(d->ctx);
     if (d->size == 1) return CT_OK;
     /* a block on a device is hashed from a host copy */
-    float *h = ct_tensor_device(p).type == CT_CPU ? NULL : to_host(d, p, "check_params");
-    if (ct_tensor_device(p).type != CT_CPU && !h) return ct_ctx_status(d->ctx);
+    const bool on_host = ct_tensor_device(p).type == CT_CPU;
+    float *h = on_host ? NULL : to_host(d, p, "check_params");
+    if (!on_host && !h) return ct_ctx_status(d->ctx);
     const uint64_t mine = hash_floats(h ? h : ct_data_f32(p), ct_numel(p));
     free(h);
     int64_t *all = malloc(sizeof(int64_t) * (size_t)d->size);

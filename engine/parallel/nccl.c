@@ -120,13 +120,20 @@ void ct__dist_gpu_free(ct_dist *d) {
 #endif
 }
 
+#ifdef CT_DIST_NCCL
+/* The rank's NCCL state, or NULL after "dist: WHAT before ct_dist_gpu_init" (CT_E_DEVICE). */
+static gpu_state *comm_of(ct_dist *d, const char *what) {
+    gpu_state *g = d->gpu;
+    if (g && g->comm) return g;
+    ct_fail(d->ctx, CT_E_DEVICE, "dist: %s before ct_dist_gpu_init (rank %d of %d)", what, d->rank, d->size);
+    return NULL;
+}
+#endif
+
 ct_status ct__dist_gpu_allreduce(ct_dist *d, float *dev_ptr, int64_t n, ct_dist_op op) {
 #ifdef CT_DIST_NCCL
-    gpu_state *g = d->gpu;
-    if (!g || !g->comm)
-        return ct_fail(d->ctx, CT_E_DEVICE, "dist: allreduce of a CUDA tensor before ct_dist_gpu_init "
-                                            "(rank %d of %d)",
-                       d->rank, d->size);
+    gpu_state *g = comm_of(d, "allreduce of a CUDA tensor");
+    if (!g) return CT_E_DEVICE;
     const ncclRedOp_t rop = op == CT_DIST_MAX ? ncclMax : op == CT_DIST_MIN ? ncclMin
                                                       : op == CT_DIST_MEAN ? ncclAvg : ncclSum;
     if (n == 0) return CT_OK;
@@ -155,11 +162,8 @@ bool ct__dist_gpu_has_comm(const ct_dist *d) {
 
 ct_status ct__dist_gpu_broadcast(ct_dist *d, float *dev_ptr, int64_t n, int root) {
 #ifdef CT_DIST_NCCL
-    gpu_state *g = d->gpu;
-    if (!g || !g->comm)
-        return ct_fail(d->ctx, CT_E_DEVICE, "dist: broadcast of a CUDA buffer before ct_dist_gpu_init "
-                                            "(rank %d of %d)",
-                       d->rank, d->size);
+    gpu_state *g = comm_of(d, "broadcast of a CUDA buffer");
+    if (!g) return CT_E_DEVICE;
     if (n == 0) return CT_OK;
     ncclResult_t r = ncclBroadcast(dev_ptr, dev_ptr, (size_t)n, ncclFloat, root, g->comm, ct__cuda_stream_c(d->gpu_device));
     if (r != ncclSuccess) return nccl_fail(d, r, "ncclBroadcast");

@@ -12,6 +12,10 @@
 cudaStream_t ct__cuda_stream_c(int device);
 #endif
 
+/* grads.c: a device block weighted in place as a rank's or replica's share of the global mean:
+ * w == 0 writes zeros (even over NaN), w == 1 leaves it, else scales it (on its device's stream). */
+ct_status ct__dist_weigh_block(ct_tensor *g, float w);
+
 /* Where ct__data_parallel_new_with puts the replicas and how it combines their gradients. */
 typedef enum ct__dp_mode {
     CT__DP_AUTO = 0,       /* replica i on cuda:devices[i]; NCCL when the build has it, else the
