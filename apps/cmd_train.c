@@ -132,53 +132,39 @@ enum {
 
 #define GIVEN(o) (given[(o) - O_CORPUS])
 
+/* "A:B": two numbers (whole ones when integer) around one colon; false when malformed. */
+static bool parse_pair(const char *s, bool integer, double *a, double *b) {
+    const char *colon = strchr(s, ':');
+    char *end = NULL;
+    if (!colon || colon == s) return false;
+    errno = 0;
+    *a = integer ? (double)strtol(s, &end, 10) : strtod(s, &end);
+    if (errno != 0 || end != colon) return false;
+    errno = 0;
+    *b = integer ? (double)strtol(colon + 1, &end, 10) : strtod(colon + 1, &end);
+    return errno == 0 && end != colon + 1 && *end == 0 && isfinite(*a) && isfinite(*b);
+}
+
 /* "LO:HI" of --transpose (integers in -127..127) or --stretch (numbers in 0.1..10), LO <= HI. */
 static bool parse_range(const char *flag, const char *s, bool integer, double *lo, double *hi) {
     const double min = integer ? -127 : 0.1, max = integer ? 127 : 10;
     const char *what = integer ? "LO:HI, two whole numbers of semitones in -127..127 with LO <= HI (e.g. -5:6; 0:0 = off)"
                                : "LO:HI, two time factors in 0.1..10 with LO <= HI (e.g. 0.9:1.1; 1:1 = off)";
-    const char *colon = strchr(s, ':');
-    char *end = NULL;
-    bool ok = colon != NULL && colon != s;
-    if (ok) {
-        errno = 0;
-        *lo = integer ? (double)strtol(s, &end, 10) : strtod(s, &end);
-        ok = errno == 0 && end == colon;
-    }
-    if (ok) {
-        errno = 0;
-        *hi = integer ? (double)strtol(colon + 1, &end, 10) : strtod(colon + 1, &end);
-        ok = errno == 0 && end != colon + 1 && *end == 0;
-    }
-    if (ok && !(isfinite(*lo) && isfinite(*hi) && *lo >= min && *hi <= max && *lo <= *hi)) ok = false;
+    const bool ok = parse_pair(s, integer, lo, hi) && *lo >= min && *hi <= max && *lo <= *hi;
     if (!ok) cli_usage("train", "%s '%s': expected %s", flag, s, what);
     return ok;
 }
 
 /* "SHIFT:JITTER" of --velocity: two whole numbers of velocity bins in 0..127. */
 static bool parse_velocity(const char *s, int64_t *shift, int64_t *jitter) {
-    const char *colon = strchr(s, ':');
-    char *end = NULL;
-    long a = -1, b = -1;
-    bool ok = colon != NULL && colon != s;
-    if (ok) {
-        errno = 0;
-        a = strtol(s, &end, 10);
-        ok = errno == 0 && end == colon;
-    }
-    if (ok) {
-        errno = 0;
-        b = strtol(colon + 1, &end, 10);
-        ok = errno == 0 && end != colon + 1 && *end == 0;
-    }
-    if (ok) ok = a >= 0 && a <= 127 && b >= 0 && b <= 127;
-    if (!ok) {
+    double a, b;
+    if (!parse_pair(s, true, &a, &b) || a < 0 || a > 127 || b < 0 || b > 127) {
         cli_usage("train", "--velocity '%s': expected SHIFT:JITTER, two whole numbers of velocity bins in 0..127 "
                   "(e.g. 2:1; 0:0 = off)", s);
         return false;
     }
-    *shift = a;
-    *jitter = b;
+    *shift = (int64_t)a;
+    *jitter = (int64_t)b;
     return true;
 }
 

@@ -28,6 +28,7 @@ typedef struct train_dist {
     ct_rng dropout_root;
     volatile sig_atomic_t agreed_stop;        /* r->stop points here */
     volatile sig_atomic_t *user_stop;         /* the caller's stop flag (a dashboard), or NULL */
+    bool staged;                              /* CANTOR_DIST_STAGE=host (a test setting) */
 } train_dist;
 
 static train_dist g_dist;   /* one world per process */
@@ -116,7 +117,7 @@ int train_dist_begin(train_run *r) {
      * host round trip that GPU blocks take without NCCL, so that it runs on machines without
      * a GPU; the results are the same bit for bit */
     const char *stage = getenv("CANTOR_DIST_STAGE");
-    dopts.stage_through_host = stage && !strcmp(stage, "host");
+    dopts.stage_through_host = g_dist.staged = stage && !strcmp(stage, "host");
     g_dist.d = ct_dist_new(g_dist.ctx, &dopts);
     if (!g_dist.d) {
         int rc = cli_fail("train", "%s", ct_ctx_error(g_dist.ctx));
@@ -179,7 +180,7 @@ int train_dist_ready(train_run *r, int rc) {
         train_say(r, "data-parallel: %d processes (%s), global batch %lld, %lld to %lld rows each", size,
                   ct_dist_describe(d, desc, sizeof desc), (long long)r->o.batch, (long long)(r->o.batch / size),
                   (long long)((r->o.batch + size - 1) / size));
-        if (getenv("CANTOR_DIST_STAGE") && !strcmp(getenv("CANTOR_DIST_STAGE"), "host"))
+        if (g_dist.staged)
             train_say(r, "data-parallel: gradients staged through host memory (CANTOR_DIST_STAGE=host, a test setting)");
         if (r->dev.type != CT_CPU)
             train_say(r, "data-parallel on GPUs: one per process (local rank %% the GPUs of its machine; this one "

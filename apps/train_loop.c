@@ -419,13 +419,13 @@ int train_setup(train_run *r) {
     char clip[48] = "no gradient clipping";
     if (o->clip > 0) snprintf(clip, sizeof clip, "gradient clipping at norm %g", o->clip);
     char optd[160];
-    int ok_ = snprintf(optd, sizeof optd, "%s", ct_optim_name(r->opt));
+    int olen = snprintf(optd, sizeof optd, "%s", ct_optim_name(r->opt));
     if (o->optimizer == CT_OPTIM_SGD && o->momentum > 0)
-        ok_ += snprintf(optd + ok_, sizeof optd - (size_t)ok_, " (momentum %g)", o->momentum);
+        olen += snprintf(optd + olen, sizeof optd - (size_t)olen, " (momentum %g)", o->momentum);
     if (o->optimizer != CT_OPTIM_SGD && (o->beta1 != 0.9 || o->beta2 != 0.999))
-        ok_ += snprintf(optd + ok_, sizeof optd - (size_t)ok_, " (betas %g,%g)", o->beta1, o->beta2);
+        olen += snprintf(optd + olen, sizeof optd - (size_t)olen, " (betas %g,%g)", o->beta1, o->beta2);
     if (o->weight_decay > 0)
-        snprintf(optd + ok_, sizeof optd - (size_t)ok_, " weight decay %g%s", o->weight_decay,
+        snprintf(optd + olen, sizeof optd - (size_t)olen, " weight decay %g%s", o->weight_decay,
                  o->optimizer == CT_OPTIM_ADAMW ? " (decoupled)" : " (L2)");
     train_say(r, "run: %s: %lld steps (%.2f epochs of %lld batches), batch %lld, window %lld, %s lr %g %s, %s",
               o->out, (long long)r->total_steps, (double)r->total_steps / (double)r->batches_per_epoch,
